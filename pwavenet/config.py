@@ -1,0 +1,399 @@
+"""Typed configuration: dataclasses loaded from commented YAML, with dotted overrides.
+
+A config file holds any subset of the sections below; missing keys take the defaults written
+here, unknown keys are errors that name the key and the file. Overrides such as
+``train.max_steps=200`` are applied after the file. The resolved config is written beside every
+output with :func:`save_config` so a run can always be reproduced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from .errors import ConfigError
+from .fileio import atomic_path
+
+__all__ = [
+    "AudioConfig",
+    "Config",
+    "DataConfig",
+    "DistillConfig",
+    "OptimConfig",
+    "StudentConfig",
+    "TeacherConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "config_from_dict",
+    "config_to_dict",
+    "feature_hash",
+    "load_config",
+    "save_config",
+]
+
+
+@dataclass
+class AudioConfig:
+    """Waveform and log-mel settings shared by training, synthesis and evaluation."""
+
+    sample_rate: int = 22050
+    n_fft: int = 1024
+    hop_length: int = 256
+    win_length: int = 1024
+    n_mels: int = 80
+    fmin: float = 0.0
+    fmax: float | None = 8000.0  # None means sample_rate / 2
+    log_floor: float = 1e-5  # magnitudes are clamped here before the natural log
+
+    def validate(self, where: str = "audio") -> None:
+        if self.sample_rate < 1000:
+            raise ConfigError(f"{where}.sample_rate must be at least 1000, got {self.sample_rate}")
+        if self.win_length > self.n_fft:
+            raise ConfigError(
+                f"{where}.win_length ({self.win_length}) exceeds n_fft ({self.n_fft})"
+            )
+        if self.hop_length <= 0 or self.hop_length > self.n_fft:
+            raise ConfigError(f"{where}.hop_length must be in 1..n_fft, got {self.hop_length}")
+        if (self.n_fft - self.hop_length) % 2:
+            raise ConfigError(
+                f"{where}: n_fft - hop_length must be even so that mel frames centre on hop blocks"
+            )
+        top = self.fmax if self.fmax is not None else self.sample_rate / 2
+        if not 0 <= self.fmin < top <= self.sample_rate / 2:
+            raise ConfigError(
+                f"{where}: need 0 <= fmin < fmax <= sample_rate/2, got fmin={self.fmin}, "
+                f"fmax={self.fmax}, sample_rate={self.sample_rate}"
+            )
+        if self.log_floor <= 0:
+            raise ConfigError(f"{where}.log_floor must be positive, got {self.log_floor}")
+
+
+@dataclass
+class DataConfig:
+    """Corpus split, training segments and loader settings."""
+
+    segment_length: int = 7680  # samples per training segment; a multiple of audio.hop_length
+    batch_size: int = 8  # segments per step per process
+    num_workers: int = 0  # DataLoader worker processes
+    valid_utterances: int = 5  # held out for validation (NLL during training)
+    test_utterances: int = 5  # held out for evaluation and synthesis
+    split_seed: int = 1234  # seed of the deterministic train/valid/test split
+    silence_threshold: float = 1e-4  # files whose peak is below this are skipped as silent
+
+
+@dataclass
+class TeacherConfig:
+    """WaveNet teacher architecture (SPEC section 2)."""
+
+    layers: int = 24  # gated residual layers in total
+    cycles: int = 4  # dilation cycles; dilations double within a cycle (1, 2, 4, ...)
+    kernel_size: int = 3
+    residual_channels: int = 128
+    gate_channels: int = 256
+    skip_channels: int = 128
+    output: Literal["mol", "gaussian"] = "mol"  # mixture of logistics or single Gaussian
+    mixtures: int = 10  # logistic components K (output == "mol")
+    log_scale_min: float = -16.0  # floor of the output log-scale; <= -12.5 for 16-bit audio
+    upsample_scales: list[int] = field(default_factory=lambda: [4, 4, 16])  # product == hop
+    speakers: int = 0  # > 0 enables a global speaker embedding
+    speaker_channels: int = 16
+
+
+@dataclass
+class StudentConfig:
+    """IAF student architecture (SPEC section 3)."""
+
+    flow_layers: list[int] = field(default_factory=lambda: [10, 10, 10, 30])  # layers per flow
+    cycles_per_flow: int = 1  # dilation cycles inside each flow
+    kernel_size: int = 3
+    residual_channels: int = 64
+    gate_channels: int = 128
+    base: Literal["logistic", "gaussian"] = "logistic"  # gaussian gives the ClariNet student
+    log_scale_min: float = -9.0  # per-flow log-scale clamp (SPEC: scales in [e^-9, e^7])
+    log_scale_max: float = 7.0
+    upsample_scales: list[int] = field(default_factory=lambda: [4, 4, 16])
+
+
+@dataclass
+class DistillConfig:
+    """Probability density distillation (SPEC sections 4 and 5)."""
+
+    teacher: str = ""  # path of the teacher export to distill from
+    samples: int = 16  # Monte Carlo draws M per step for the cross-entropy
+    loss_weights: dict[str, float] = field(
+        default_factory=lambda: {"kl": 1.0, "power": 1.0, "contrastive": 0.0}
+    )
+    power_loss: Literal["power", "magnitude", "mrstft"] = "power"
+    contrastive_gamma: float = 0.3
+    gaussian_regularizer: float = 4.0  # lambda of ClariNet's log-scale regulariser
+
+
+@dataclass
+class OptimConfig:
+    """Adam with warm-up, a decay schedule, clipping and Polyak (EMA) averaging."""
+
+    lr: float = 1e-3
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
+    warmup_steps: int = 200
+    schedule: Literal["constant", "cosine", "exponential"] = "cosine"
+    min_lr_ratio: float = 0.05  # final lr as a fraction of lr for the decaying schedules
+    ema_decay: float = 0.999  # Polyak averaging of weights; 0 disables it
+
+
+@dataclass
+class TrainConfig:
+    """Loop length, precision, logging and checkpoint cadence."""
+
+    max_steps: int = 10000
+    grad_accum: int = 1
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    seed: int = 0
+    log_every: int = 20
+    valid_every: int = 500
+    save_every: int = 1000
+    keep_checkpoints: int = 3
+    max_nonfinite: int = 10  # stop after this many consecutive non-finite losses
+
+
+@dataclass
+class Config:
+    """The whole configuration of a pwavenet run."""
+
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    student: StudentConfig = field(default_factory=StudentConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self, where: str = "config") -> None:
+        self.audio.validate(f"{where}: audio")
+        if self.data.segment_length % self.audio.hop_length:
+            raise ConfigError(
+                f"{where}: data.segment_length ({self.data.segment_length}) must be a multiple "
+                f"of audio.hop_length ({self.audio.hop_length})"
+            )
+        for name in ("teacher", "student"):
+            scales = getattr(self, name).upsample_scales
+            if _product(scales) != self.audio.hop_length:
+                raise ConfigError(
+                    f"{where}: {name}.upsample_scales {scales} multiply to {_product(scales)}, "
+                    f"not audio.hop_length {self.audio.hop_length}"
+                )
+
+
+def _product(values: list[int]) -> int:
+    out = 1
+    for v in values:
+        out *= v
+    return out
+
+
+# --------------------------------------------------------------------------- conversion
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
+    """Convert a YAML value to the annotated type, or raise a ConfigError naming the key."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    bad = ConfigError(f"{where}: {key} must be {_type_name(tp)}, got {value!r}")
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        if isinstance(value, str) and value.lower() in ("null", "none") and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key, where)
+            except ConfigError:
+                pass
+        raise bad
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: {key} must be one of {list(args)}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        return [_coerce(v, args[0], f"{key}[{i}]", where) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise bad
+        return {
+            _coerce(k, args[0], key, where): _coerce(v, args[1], f"{key}.{k}", where)
+            for k, v in value.items()
+        }
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
+            return value.lower() in ("true", "yes")
+        raise bad
+    if tp is int:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                raise bad from None
+        raise bad
+    if tp is float:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):  # PyYAML reads "2e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                raise bad from None
+        raise bad
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise bad
+    raise ConfigError(f"{where}: {key} has an unsupported type {_type_name(tp)}")
+
+
+def _unknown_key(key: str, known: list[str], where: str) -> ConfigError:
+    close = difflib.get_close_matches(key.rsplit(".", 1)[-1], known, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return ConfigError(f"{where}: unknown key '{key}'{hint}")
+
+
+def _build(cls: type, data: Any, prefix: str, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: {prefix or 'the top level'} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        full = f"{prefix}{key}"
+        if key not in names:
+            raise _unknown_key(full, names, where)
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, value if value is not None else {}, f"{full}.", where)
+        else:
+            kwargs[key] = _coerce(value, tp, full, where)
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict[str, Any], where: str = "config") -> Config:
+    """Build a :class:`Config` from a nested mapping; unknown keys raise :class:`ConfigError`."""
+    cfg = _build(Config, data or {}, "", where)
+    cfg.validate(where)
+    return cfg
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """Nested plain-dict form of a config dataclass (YAML/JSON friendly)."""
+    return dataclasses.asdict(cfg)
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any, where: str) -> None:
+    parts = key.split(".")
+    cls: Any = Config
+    node = data
+    for i, part in enumerate(parts):
+        names = [f.name for f in dataclasses.fields(cls)]
+        if part not in names:
+            raise _unknown_key(".".join(parts[: i + 1]), names, where)
+        tp = typing.get_type_hints(cls)[part]
+        if i == len(parts) - 1:
+            if dataclasses.is_dataclass(tp):
+                raise ConfigError(f"{where}: {key} is a section; override one of its keys")
+            node[part] = value
+            return
+        if not dataclasses.is_dataclass(tp):
+            raise ConfigError(f"{where}: {'.'.join(parts[: i + 1])} is not a section")
+        node = node.setdefault(part, {})
+        if node is None:
+            node = data[part] = {}
+        cls = tp
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` strings to a nested mapping (values parsed as YAML)."""
+    out = json.loads(json.dumps(data or {}))  # deep copy of plain data
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' is not of the form section.key=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        _set_dotted(out, key.strip(), value, f"override '{item}'")
+    return out
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping with the safe loader; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}: invalid YAML{at}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config file must hold a mapping of sections")
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load a config file (or the defaults when ``path`` is None) and apply dotted overrides."""
+    data = read_yaml(path) if path is not None else {}
+    where = str(path) if path is not None else "config"
+    # Check the file on its own first so that its typos are reported against the file.
+    config_from_dict(data, where)
+    if overrides:
+        data = apply_overrides(data, overrides)
+    return config_from_dict(data, where if not overrides else f"{where} with overrides")
+
+
+def save_config(cfg: Any, path: str | Path) -> Path:
+    """Write the resolved config as YAML, atomically (temporary name, then rename)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False, default_flow_style=None)
+        tmp.write_text(text, encoding="utf-8")
+    return path
+
+
+def feature_hash(audio: AudioConfig) -> str:
+    """A short hash of every setting that changes the features (cache compatibility check)."""
+    blob = json.dumps(dataclasses.asdict(audio), sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -1,0 +1,44 @@
+"""The command-line tool as a user runs it: entry point, help, one-line errors, cheap import."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from pwavenet import cli
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pwavenet", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_help_lists_subcommands():
+    result = run("--help")
+    assert result.returncode == 0
+    for name in ("make-corpus", "preprocess"):
+        assert name in result.stdout
+
+
+def test_error_is_one_line_without_traceback(tmp_path):
+    result = run("preprocess", str(tmp_path / "missing"), str(tmp_path / "dump"))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"pwavenet: error: {tmp_path / 'missing'}: no such corpus folder"
+    ]
+    assert not (tmp_path / "dump").exists()
+
+
+def test_no_command_prints_help(capsys):
+    assert cli.main([]) == 1
+    assert "COMMAND" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("module", ["librosa", "accelerate", "matplotlib"])
+def test_import_is_cheap(module):
+    code = f"import pwavenet, pwavenet.cli, sys; print({module!r} in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "False"
