@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
 
 Handler = Callable[[argparse.Namespace], int]
+_OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
 
 
 def _progress(desc: str, unit: str = "file") -> Callable:
@@ -178,7 +180,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser, handlers = build_parser()
-    args = parser.parse_args(argv)
+    # Overrides (key=value) may stand anywhere after the subcommand, also after options, which
+    # plain argparse would refuse once the positionals are filled.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        stray = [a for a in extra if not (hasattr(args, "overrides") and _OVERRIDE.match(a))]
+        if stray:
+            parser.error(f"unrecognized arguments: {' '.join(stray)}")
+        args.overrides = [*args.overrides, *extra]
     if args.command is None:
         parser.print_help()
         return EXIT_ERROR

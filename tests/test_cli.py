@@ -42,3 +42,32 @@ def test_import_is_cheap(module):
     code = f"import pwavenet, pwavenet.cli, sys; print({module!r} in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False"
+
+
+def test_make_corpus_then_preprocess(tmp_path, capsys):
+    corpus, dump = tmp_path / "corpus", tmp_path / "dump"
+    assert (
+        cli.main(["make-corpus", str(corpus), "--utterances", "6", "--sample-rate", "16000"]) == 0
+    )
+    assert "wrote 6 utterances" in capsys.readouterr().out
+    overrides = [
+        "audio.sample_rate=16000",
+        "data.valid_utterances=1",
+        "data.test_utterances=1",
+        "data.segment_length=4096",
+    ]
+    assert cli.main(["preprocess", str(corpus), str(dump), *overrides]) == 0
+    out = capsys.readouterr().out
+    assert "kept 6 files (0 converted" in out and "split train 4 / valid 1 / test 1" in out
+
+
+def test_overrides_may_follow_options(tmp_path, capsys):
+    corpus = tmp_path / "corpus"
+    assert (
+        cli.main(["make-corpus", str(corpus), "--utterances", "4", "--sample-rate", "16000"]) == 0
+    )
+    args = ["preprocess", str(corpus), str(tmp_path / "d"), "audio.sample_rate=16000"]
+    args += ["--strict", "data.valid_utterances=1", "data.test_utterances=1"]
+    assert cli.main(args) == 0
+    with pytest.raises(SystemExit):
+        cli.main(["preprocess", str(corpus), str(tmp_path / "d"), "--strict", "stray"])
