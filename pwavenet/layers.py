@@ -12,12 +12,14 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 __all__ = [
+    "BlockState",
     "CausalConv1d",
     "ResidualBlock",
     "StepQueue",
@@ -101,7 +103,7 @@ class ResidualBlock(nn.Module):
     without ``residual`` the input passes through unchanged).
 
     ``forward(x: (B, R, T), cond: (B, G, T) or None)``: ``cond`` is the *already projected*
-    conditioning for this layer (see :meth:`project_condition`), so that a model can project the
+    conditioning for this layer, so that a model can project the
     upsampled mel for every layer with one matmul and split it (SPEC section 8: slicing one big
     tensor per layer made autograd allocate full-size gradients; ``torch.split`` avoids that).
     """
@@ -142,19 +144,59 @@ class ResidualBlock(nn.Module):
             return x, skip
         return (x + self.res(h)) * self.scale, skip
 
+    def new_state(self, batch: int, like: torch.Tensor) -> BlockState:
+        """Everything :meth:`step` needs: an empty queue and the weights laid out as matrices
+        (transposed, residual and skip outputs merged, the residual scale folded in)."""
+        r = self.conv.in_channels
+        conv_w = self.conv.weight.detach().reshape(self.conv.out_channels, -1).t().contiguous()
+        outs = [m for m in (self.res, self.skip) if m is not None]
+        out_w = torch.cat([m.weight.detach()[:, :, 0] for m in outs]).t().contiguous()
+        out_b = torch.cat([m.bias.detach() for m in outs])
+        if self.res is not None:  # fold sqrt(0.5) into the residual rows
+            out_w[:, :r] *= self.scale
+            out_b[:r] *= self.scale
+        return BlockState(
+            queue=self.conv.new_queue(batch, like),
+            conv_w=conv_w,
+            conv_b=self.conv.bias.detach(),
+            out_w=out_w,
+            out_b=out_b,
+            residual=r if self.res is not None else 0,
+            half=self.conv.out_channels // 2,
+        )
+
     def step(
-        self, x: torch.Tensor, cond: torch.Tensor | None, queue: StepQueue
+        self, x: torch.Tensor, cond: torch.Tensor | None, state: BlockState
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """One time step: ``x: (B, R)``, ``cond: (B, G)`` -> ``((B, R), (B, S) or None)``."""
-        a = self.conv.step(x, queue)
+        """One time step: ``x: (B, R)``, ``cond: (B, G)`` -> ``((B, R), (B, S) or None)``.
+
+        Equals the corresponding column of :meth:`forward`; a handful of small ops per call,
+        since generation speed is bounded by per-op overhead at batch 1.
+        """
+        taps = state.queue.push(x).reshape(x.shape[0], -1)
+        a = torch.addmm(state.conv_b, taps, state.conv_w)
         if cond is not None:
-            a = a + cond
-        h = self.gate(a.unsqueeze(-1)).squeeze(-1)
-        skip = F.linear(h, self.skip.weight[:, :, 0], self.skip.bias) if self.skip else None
-        if self.res is None:
+            a += cond
+        h = torch.tanh(a[:, : state.half]) * torch.sigmoid(a[:, state.half :])
+        out = torch.addmm(state.out_b, h, state.out_w)
+        r = state.residual
+        skip = out[:, r:] if self.skip is not None else None
+        if not r:
             return x, skip
-        res = F.linear(h, self.res.weight[:, :, 0], self.res.bias)
-        return (x + res) * self.scale, skip
+        return torch.add(out[:, :r], x, alpha=self.scale), skip
+
+
+@dataclass
+class BlockState:
+    """Per-layer state of single-step generation (see :meth:`ResidualBlock.new_state`)."""
+
+    queue: StepQueue
+    conv_w: torch.Tensor  # (R * k, G)
+    conv_b: torch.Tensor  # (G,)
+    out_w: torch.Tensor  # (G / 2, R + S), residual rows pre-scaled
+    out_b: torch.Tensor  # (R + S,)
+    residual: int  # R, or 0 when the block has no residual output
+    half: int  # G / 2
 
 
 class Upsampler(nn.Module):

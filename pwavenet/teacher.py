@@ -158,19 +158,44 @@ class WaveNet(nn.Module):
 
     # ------------------------------------------------------------------ generation
 
-    def _sample(
-        self, params: torch.Tensor, generator: torch.Generator | list[torch.Generator] | None
+    def _noise(
+        self,
+        batch: int,
+        steps: int,
+        generator: torch.Generator | list[torch.Generator] | None,
+        like: torch.Tensor,
     ) -> torch.Tensor:
-        """One sample per row of ``params (B, C_out)``; a list of generators gives one per row
-        (so that a batch draws exactly what its utterances would draw one by one)."""
+        """Uniform noise for every step drawn up front: ``(steps, B, K + 1)`` (K component
+        choices + 1 for the sample). With a list of generators each utterance draws its own
+        rows, so a batch draws exactly what its utterances would draw one by one."""
+        width = (self.mixtures if self.output == "mol" else 0) + 1
         if isinstance(generator, list):
-            return torch.cat(
-                [self._sample(p[None], g) for p, g in zip(params, generator, strict=True)]
-            )
-        dist = self.distribution(params[:, :, None])
-        if self.output == "mol":
-            return dist.sample(generator=generator)[:, 0]
-        return dist.sample(generator=generator)[:, 0].clamp(-1.0, 1.0)
+            u = torch.stack([torch.rand(steps, width, generator=g) for g in generator], dim=1)
+        else:
+            u = torch.rand(steps, batch, width, generator=generator)
+        eps = torch.finfo(torch.float32).eps
+        return u.clamp(eps, 1 - eps).to(like.device)
+
+    def _sample(self, params: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Sample ``(B,)`` from output parameters ``params (B, C_out)``, noise ``u (B, K+1)``."""
+        params = params.float()
+        if self.output == "gaussian":
+            loc, log_scale = params[:, 0], params[:, 1].clamp(min=GAUSSIAN_LOG_SCALE_MIN)
+            z = torch.erfinv(2 * u[:, 0] - 1) * math.sqrt(2.0)
+            return (loc + log_scale.exp() * z).clamp(-1.0, 1.0)
+        k = self.mixtures
+        gumbel = -torch.log(-torch.log(u[:, :k]))
+        pick = (params[:, :k] + gumbel).argmax(dim=1, keepdim=True)
+        loc = params[:, k : 2 * k].gather(1, pick)[:, 0]
+        log_scale = params[:, 2 * k :].gather(1, pick)[:, 0].clamp(min=self.log_scale_min)
+        v = u[:, k]
+        return (loc + log_scale.exp() * (torch.log(v) - torch.log1p(-v))).clamp(-1.0, 1.0)
+
+    def _head_step(self, skips: torch.Tensor) -> torch.Tensor:
+        """The output head on one step ``(B, S) -> (B, C_out)``."""
+        _, c1, _, c2 = self.head
+        h = F.linear(torch.relu(skips), c1.weight[:, :, 0], c1.bias)
+        return F.linear(torch.relu(h), c2.weight[:, :, 0], c2.bias)
 
     @torch.no_grad()
     def generate(
@@ -181,15 +206,16 @@ class WaveNet(nn.Module):
         speaker: torch.Tensor | None = None,
         generator: torch.Generator | list[torch.Generator] | None = None,
         forced: torch.Tensor | None = None,
+        return_params: bool = False,
         progress: Callable[[Iterable[int]], Iterable[int]] | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Autoregressive sampling with per-layer queues, O(layers) per sample.
 
         ``mel: (B, M, F)``; ``lengths`` (samples per utterance) truncate the result of utterances
         shorter than ``F * hop`` (padded mel frames never influence earlier samples). With
         ``forced: (B, T)`` the given samples are fed back instead of sampled (used to check that
-        this path reproduces :meth:`forward`). Returns ``(audio (B, T), params (B, C_out, T))``;
-        audio past an utterance's length is zero.
+        this path reproduces :meth:`forward`). Returns ``(audio (B, T), params (B, C_out, T) or
+        None)``; audio past an utterance's length is zero.
         """
         if lengths is not None:  # frames past an utterance's end repeat its last frame
             mel = mel.clone()
@@ -199,26 +225,31 @@ class WaveNet(nn.Module):
         cond = self.condition(mel, speaker)
         batch, _, steps = cond.shape
         cond = cond.permute(2, 0, 1).contiguous()  # (T, B, layers * gate): one view per step
-        queues = [block.conv.new_queue(batch, cond) for block in self.blocks]
-        gate = self.gate_channels
+        conds = [
+            cond[:, :, i * self.gate_channels : (i + 1) * self.gate_channels]
+            for i in range(len(self.blocks))
+        ]
+        states = [block.new_state(batch, cond) for block in self.blocks]
+        noise = self._noise(batch, steps, generator, cond) if forced is None else None
         x = cond.new_zeros(batch)  # the shifted input: step 0 sees silence
         audio = cond.new_zeros(batch, steps)
         params_out = []
         w_in, b_in = self.input.weight[:, 0, 0], self.input.bias
         for t in progress(range(steps)) if progress else range(steps):
-            h = x[:, None] * w_in + b_in
-            skips = 0
-            for i, (block, queue) in enumerate(zip(self.blocks, queues, strict=True)):
-                h, s = block.step(h, cond[t, :, i * gate : (i + 1) * gate], queue)
-                skips = skips + s
-            params = self.head(skips[:, :, None])[:, :, 0]
-            params_out.append(params)
-            x = forced[:, t] if forced is not None else self._sample(params, generator)
+            h = torch.addcmul(b_in, x[:, None], w_in)
+            skips = None
+            for block, state, c in zip(self.blocks, states, conds, strict=True):
+                h, s = block.step(h, c[t], state)
+                skips = s if skips is None else skips + s
+            params = self._head_step(skips)
+            if return_params:
+                params_out.append(params)
+            x = forced[:, t] if forced is not None else self._sample(params, noise[t])
             audio[:, t] = x
         if lengths is not None:
             for b, n in enumerate(lengths):
                 audio[b, n:] = 0
-        return audio, torch.stack(params_out, dim=-1)
+        return audio, torch.stack(params_out, dim=-1) if return_params else None
 
     @torch.no_grad()
     def generate_naive(
@@ -238,6 +269,7 @@ class WaveNet(nn.Module):
         total = cond.shape[-1] if steps is None else min(steps, cond.shape[-1])
         field = self.receptive_field
         audio = cond.new_zeros(cond.shape[0], 1, total)
+        noise = self._noise(cond.shape[0], total, generator, cond)
         for t in range(total):
             lo = max(0, t + 1 - field)
             shifted = F.pad(audio[:, :, :t], (1, 0))  # shifted[..., u] = audio[..., u - 1]
@@ -248,5 +280,5 @@ class WaveNet(nn.Module):
                 x, s = block(x, c)
                 skips = skips + s
             params = self.head(skips[:, :, -1:])[:, :, 0]
-            audio[:, 0, t] = self._sample(params, generator)
+            audio[:, 0, t] = self._sample(params, noise[t])
         return audio[:, 0]

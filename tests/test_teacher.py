@@ -88,7 +88,7 @@ def test_cached_generation_reproduces_teacher_forcing(output):
     audio, mel = inputs()
     with torch.no_grad():
         forced_params = model(audio, mel)
-    _, params = model.generate(mel, forced=audio[:, 0])
+    _, params = model.generate(mel, forced=audio[:, 0], return_params=True)
     assert params.shape == forced_params.shape
     torch.testing.assert_close(params, forced_params, atol=1e-4, rtol=0)
 
