@@ -151,9 +151,144 @@ def _run_preprocess(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- teacher
+
+
+def _add_train_teacher(sub: argparse._SubParsersAction) -> Handler:
+    p = sub.add_parser(
+        "train-teacher",
+        help="Train the WaveNet teacher on a feature cache.",
+        description=(
+            "Train the WaveNet teacher by teacher forcing on a feature cache made by "
+            "`pwavenet preprocess`. The run folder receives config.yaml, log.jsonl, "
+            "checkpoints/ (full training state, resumed automatically) and export/ (the "
+            "inference export, EMA weights). Runs on one CPU or GPU as is, and on many GPUs or "
+            "nodes under `accelerate launch`."
+        ),
+    )
+    p.add_argument("--dump", type=Path, required=True, help="Feature cache folder.")
+    p.add_argument("--out", type=Path, required=True, help="Run folder to write.")
+    p.add_argument(
+        "--no-resume", action="store_true", help="Start from scratch even if checkpoints exist."
+    )
+    p.add_argument("--cpu", action="store_true", help="Train on the CPU even if a GPU is present.")
+    _add_config_args(p)
+    return _run_train_teacher
+
+
+def _run_train_teacher(args: argparse.Namespace) -> int:
+    from accelerate import PartialState
+
+    from .config import load_config
+    from .training import train_teacher
+
+    cfg = load_config(args.config, args.overrides)
+    main_process = PartialState(cpu=args.cpu).is_main_process
+    export = train_teacher(
+        cfg,
+        args.dump,
+        args.out,
+        resume=not args.no_resume,
+        cpu=args.cpu,
+        progress=_progress("train-teacher", "step") if main_process else None,
+    )
+    if main_process:
+        print(f"train-teacher: {cfg.train.max_steps} steps done; export in {export}")
+    return 0
+
+
+def _add_eval_teacher(sub: argparse._SubParsersAction) -> Handler:
+    p = sub.add_parser(
+        "eval-teacher",
+        help="Held-out negative log-likelihood of a teacher, in bits per sample.",
+        description=(
+            "Compute the teacher's negative log-likelihood of every utterance of a split of a "
+            "feature cache, in bits per sample (uniform 16-bit audio is 16), and print a "
+            "per-utterance table with the sample-weighted mean."
+        ),
+    )
+    p.add_argument("model", type=Path, help="Teacher export folder (run/export).")
+    p.add_argument("dump", type=Path, help="Feature cache folder.")
+    p.add_argument(
+        "--split",
+        choices=("train", "valid", "test"),
+        default="test",
+        help="Which split to evaluate.",
+    )
+    p.add_argument("--json", type=Path, help="Also write the rows and the mean to this file.")
+    return _run_eval_teacher
+
+
+def _run_eval_teacher(args: argparse.Namespace) -> int:
+    from .data import FeatureCache
+    from .export import load_teacher
+    from .fileio import write_json
+    from .training import evaluate_teacher
+
+    model = load_teacher(args.model)
+    rows = evaluate_teacher(model, FeatureCache(args.dump, model.audio), args.split)
+    total = sum(r["samples"] for r in rows)
+    mean = sum(r["bits"] * r["samples"] for r in rows) / total
+    print("| utterance | samples | bits/sample |\n| --- | ---: | ---: |")
+    for r in rows:
+        print(f"| {r['id']} | {r['samples']} | {r['bits']:.3f} |")
+    print(f"| **mean** | {total} | **{mean:.3f}** |")
+    if args.json:
+        write_json(args.json, {"split": args.split, "mean_bits": mean, "utterances": rows})
+    return 0
+
+
+def _add_generate(sub: argparse._SubParsersAction) -> Handler:
+    p = sub.add_parser(
+        "generate",
+        help="Synthesize audio from mels or audio files with a trained model.",
+        description=(
+            "Synthesize a WAV for every input: audio files (their mel is computed with the "
+            "model's feature settings) or .npy mel arrays (n_mels, frames); files, folders, or "
+            "@list.txt. The teacher samples autoregressively with its cached generator."
+        ),
+    )
+    p.add_argument("model_dir", type=Path, help="Export folder of the model.")
+    p.add_argument("inputs", nargs="+", help="Input files, folders or @list.txt.")
+    p.add_argument("--out", type=Path, required=True, help="Folder for the WAV files.")
+    p.add_argument("--model", choices=("teacher",), default="teacher", help="Which model it is.")
+    p.add_argument("--batch-size", type=int, default=1, help="Utterances generated together.")
+    p.add_argument("--seed", type=int, default=0, help="Sampling seed.")
+    p.add_argument("--device", default="cpu", help="Torch device, e.g. cpu or cuda.")
+    return _run_generate
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    from .export import load_teacher
+    from .synthesis import collect_inputs, generate_teacher, load_inputs
+
+    model = load_teacher(args.model_dir, args.device)
+    utterances = load_inputs(collect_inputs(args.inputs), model.audio)
+    rows = generate_teacher(
+        model,
+        utterances,
+        args.out,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        progress=_progress("generate", "sample"),
+    )
+    for r in rows:
+        print(
+            f"{r['id']}: {r['seconds']:.2f} s, {r['samples_per_s']:.0f} samples/s, "
+            f"real-time factor {r['rtf']:.2f}"
+        )
+    return 0
+
+
 # --------------------------------------------------------------------------- main
 
-SUBCOMMANDS = (_add_make_corpus, _add_preprocess)
+SUBCOMMANDS = (
+    _add_make_corpus,
+    _add_preprocess,
+    _add_train_teacher,
+    _add_eval_teacher,
+    _add_generate,
+)
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:

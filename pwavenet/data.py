@@ -18,7 +18,7 @@ import json
 import logging
 import random
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,7 @@ SPLITS = ("train", "valid", "test")
 __all__ = [
     "Collate",
     "CorpusEntry",
+    "EpochSampler",
     "FeatureCache",
     "PreprocessReport",
     "SegmentDataset",
@@ -361,14 +362,19 @@ class SegmentDataset(Dataset):
     def __len__(self) -> int:
         return len(self.rows) * self.repeat
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        row = self.rows[index % len(self.rows)]
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, Any]:
+        """``index`` or ``(index, frame_offset)`` as yielded by :class:`EpochSampler`."""
+        if isinstance(index, tuple):
+            return self.segment(*index)
+        return self.segment(index, self.draw_offset(index))
+
+    def draw_offset(self, index: int, generator: torch.Generator | None = None) -> int:
+        """A uniformly random valid start frame for utterance ``index``."""
         if self.segment_length is None:
-            return self.segment(index, 0)
-        frames = self.segment_length // self.hop
-        high = max(row["frames"] - frames, 0)
-        offset = int(torch.randint(0, high + 1, ()).item())
-        return self.segment(index, offset)
+            return 0
+        row = self.rows[index % len(self.rows)]
+        high = max(row["frames"] - self.segment_length // self.hop, 0)
+        return int(torch.randint(0, high + 1, (), generator=generator).item())
 
     def segment(self, index: int, frame_offset: int) -> dict[str, Any]:
         """The segment of utterance ``index`` that starts at mel frame ``frame_offset``."""
@@ -387,6 +393,30 @@ class SegmentDataset(Dataset):
             audio = torch.nn.functional.pad(audio, (0, self.segment_length - length))
             mel = torch.nn.functional.pad(mel, (0, frames - mel.shape[1]), value=self.silence)
         return {"audio": audio[None], "mel": mel, "length": length, "id": row["id"]}
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """Shuffled ``(index, frame_offset)`` pairs that are a pure function of (seed, epoch).
+
+    Every process of a distributed run draws the same sequence (accelerate then shards the
+    batches), and a resumed run reproduces the data order exactly by skipping consumed batches.
+    """
+
+    def __init__(self, dataset: SegmentDataset, seed: int = 0, shuffle: bool = True) -> None:
+        self.dataset, self.seed, self.shuffle, self.epoch = dataset, seed, shuffle, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        n = len(self.dataset)
+        order = torch.randperm(n, generator=g).tolist() if self.shuffle else range(n)
+        for i in order:
+            yield i, self.dataset.draw_offset(i, g)
 
 
 @dataclass(frozen=True)

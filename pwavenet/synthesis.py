@@ -1,0 +1,156 @@
+"""Synthesis inputs and outputs: mels from files, batching over utterances, WAVs out.
+
+Inputs may be audio files (their log-mel is computed with the model's feature settings) or
+``.npy`` mel arrays ``(n_mels, frames)`` (read with ``allow_pickle=False``), given as files,
+folders or a text file listing paths (``@list.txt``).
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from .audio import LogMelSpectrogram, read_audio, write_wav
+from .config import AudioConfig
+from .data import AUDIO_EXTENSIONS
+from .errors import AudioError, DataError
+
+__all__ = ["Utterance", "collect_inputs", "generate_teacher", "load_inputs"]
+
+
+@dataclass
+class Utterance:
+    """A mel to synthesize: ``mel (n_mels, frames)``, named ``id``."""
+
+    id: str
+    mel: torch.Tensor
+    source: Path
+
+
+def collect_inputs(items: Iterable[str | Path]) -> list[Path]:
+    """Expand files, folders (audio and ``.npy`` inside) and ``@list.txt`` into paths."""
+    paths: list[Path] = []
+    for item in items:
+        item = str(item)
+        if item.startswith("@"):
+            listing = Path(item[1:])
+            if not listing.is_file():
+                raise DataError(f"{listing}: no such list file")
+            lines = listing.read_text(encoding="utf-8").splitlines()
+            paths += collect_inputs(line.strip() for line in lines if line.strip())
+            continue
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file() and (p.suffix.lower() in AUDIO_EXTENSIONS or p.suffix == ".npy")
+            )
+            if not found:
+                raise DataError(f"{path}: no audio or .npy mel files in this folder")
+            paths += found
+        elif path.is_file():
+            paths.append(path)
+        else:
+            raise DataError(f"{path}: no such file or folder")
+    if not paths:
+        raise DataError("no inputs given")
+    return paths
+
+
+def load_inputs(paths: list[Path], audio: AudioConfig) -> list[Utterance]:
+    """Mels of every input, checked against the model's feature settings."""
+    mel_fn = None
+    out = []
+    for path in paths:
+        if path.suffix == ".npy":
+            try:
+                mel = np.load(path, allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise DataError(f"{path}: unreadable mel array ({exc})") from None
+            if mel.ndim != 2 or mel.shape[0] != audio.n_mels:
+                raise DataError(
+                    f"{path}: mel must be ({audio.n_mels}, frames), got {tuple(mel.shape)}"
+                )
+            if not np.isfinite(mel).all():
+                raise DataError(f"{path}: mel contains non-finite values")
+            out.append(Utterance(path.stem, torch.from_numpy(mel.astype(np.float32)), path))
+            continue
+        try:
+            rate = sf.info(str(path)).samplerate
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise AudioError(f"{path}: not a readable audio file ({exc})") from None
+        if rate != audio.sample_rate:
+            raise AudioError(
+                f"{path}: sample rate {rate} Hz, the model expects {audio.sample_rate} Hz "
+                f"(resample it, or run it through `pwavenet preprocess`)"
+            )
+        wav, _ = read_audio(path)
+        mel_fn = mel_fn or LogMelSpectrogram.from_config(audio)
+        with torch.no_grad():
+            out.append(Utterance(path.stem, mel_fn(torch.from_numpy(wav)), path))
+    return out
+
+
+def _batches(utterances: list[Utterance], batch_size: int) -> Iterable[list[Utterance]]:
+    order = sorted(utterances, key=lambda u: u.mel.shape[-1], reverse=True)
+    for i in range(0, len(order), batch_size):
+        yield order[i : i + batch_size]
+
+
+def _pad(batch: list[Utterance], silence: float) -> torch.Tensor:
+    frames = max(u.mel.shape[-1] for u in batch)
+    mel = torch.full((len(batch), batch[0].mel.shape[0], frames), silence)
+    for i, u in enumerate(batch):
+        mel[i, :, : u.mel.shape[-1]] = u.mel
+    return mel
+
+
+def generate_teacher(
+    model: torch.nn.Module,
+    utterances: list[Utterance],
+    out_dir: str | Path,
+    *,
+    batch_size: int = 1,
+    seed: int = 0,
+    progress: Callable[[Iterable[int]], Iterable[int]] | None = None,
+) -> list[dict[str, float | str]]:
+    """Sample each utterance with the cached teacher generator; write ``<out>/<id>.wav``.
+
+    Returns per-utterance rows ``{"id", "samples", "seconds", "samples_per_s", "rtf"}``.
+    """
+    out_dir = Path(out_dir)
+    audio_cfg: AudioConfig = model.audio
+    device = next(model.parameters()).device
+    rows = []
+    silence = float(np.log(audio_cfg.log_floor))
+    for batch in _batches(utterances, batch_size):
+        lengths = [u.mel.shape[-1] * audio_cfg.hop_length for u in batch]
+        gens = [
+            torch.Generator().manual_seed(seed * 100_003 + zlib.crc32(u.id.encode())) for u in batch
+        ]
+        start = time.perf_counter()
+        audio, _ = model.generate(
+            _pad(batch, silence).to(device), lengths=lengths, generator=gens, progress=progress
+        )
+        elapsed = time.perf_counter() - start
+        for u, n, wav in zip(batch, lengths, audio, strict=True):
+            write_wav(out_dir / f"{u.id}.wav", wav[:n], audio_cfg.sample_rate)
+            seconds = n / audio_cfg.sample_rate
+            rows.append(
+                {
+                    "id": u.id,
+                    "samples": n,
+                    "seconds": seconds,
+                    "samples_per_s": sum(lengths) / elapsed,
+                    "rtf": elapsed / max(sum(lengths) / audio_cfg.sample_rate, 1e-9),
+                }
+            )
+    return rows

@@ -1,0 +1,358 @@
+"""One generic training loop on HuggingFace accelerate, for the teacher and for distillation.
+
+What differs between trainings lives in a small *task* object (:class:`Task`): it computes
+``(loss, metrics)`` for a batch and validation metrics for a model. The loop owns everything
+else: ``prepare``, gradient accumulation, autocast, clipping, the learning-rate schedule, Polyak
+(EMA) weights, non-finite-loss handling, periodic validation, logging, and atomic checkpoints
+that resume exactly.
+
+Checkpoint layout (``<run>/checkpoints/step-000123/``): accelerate's state (model, optimizer,
+scheduler, RNG) plus ``trainer.json`` (step, counters) and ``ema.safetensors``. A checkpoint is
+written under a temporary name and renamed when complete, so a crash never leaves a checkpoint
+that looks whole; the newest ``keep_checkpoints`` are kept.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import re
+import shutil
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .config import OptimConfig, TrainConfig
+from .errors import PwavenetError
+from .fileio import write_json
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["EMA", "Task", "Trainer", "TrainingError", "latest_checkpoint", "lr_lambda"]
+
+CHECKPOINT_RE = re.compile(r"^step-(\d{8})$")
+
+
+class TrainingError(PwavenetError):
+    """Training cannot go on (e.g. too many non-finite losses in a row)."""
+
+
+class Task(Protocol):
+    """What a training run computes; the trainer does the rest."""
+
+    def loss(
+        self, model: nn.Module, batch: dict[str, Any]
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Scalar loss (float32) and metrics for logging, namespaced like ``"nll/bits"``."""
+        ...
+
+    def validate(self, model: nn.Module, loader: Iterable[dict[str, Any]]) -> dict[str, float]:
+        """Validation metrics of ``model`` (the EMA weights when EMA is on)."""
+        ...
+
+
+def lr_lambda(cfg: OptimConfig, max_steps: int) -> Callable[[int], float]:
+    """Multiplier of the base learning rate at each step: linear warm-up, then the schedule."""
+
+    def factor(step: int) -> float:
+        if cfg.warmup_steps and step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        if cfg.schedule == "constant":
+            return 1.0
+        span = max(max_steps - cfg.warmup_steps, 1)
+        progress = min(max(step - cfg.warmup_steps, 0) / span, 1.0)
+        if cfg.schedule == "cosine":
+            return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (
+                1 + math.cos(math.pi * progress)
+            )
+        return cfg.min_lr_ratio**progress  # exponential decay to min_lr_ratio
+
+    return factor
+
+
+class EMA:
+    """Polyak averaging of a model's floating-point parameters and buffers."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for k, v in model.state_dict().items():
+            if v.dtype.is_floating_point:
+                self.shadow[k].lerp_(v.detach(), 1.0 - self.decay)
+            else:
+                self.shadow[k].copy_(v)
+
+    def copy_to(self, model: nn.Module) -> nn.Module:
+        """A deep copy of ``model`` holding the averaged weights."""
+        out = copy.deepcopy(model)
+        out.load_state_dict(self.shadow)
+        return out
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint of a run, or None."""
+    root = Path(run_dir) / "checkpoints"
+    found = sorted(p for p in root.glob("step-*") if CHECKPOINT_RE.match(p.name) and p.is_dir())
+    return found[-1] if found else None
+
+
+@dataclass
+class _Progress:
+    step: int = 0  # optimizer steps done
+    epoch: int = 0
+    batch_in_epoch: int = 0  # micro-batches of this epoch already consumed
+    nonfinite_in_row: int = 0
+    nonfinite_total: int = 0
+
+
+class Trainer:
+    """Runs a :class:`Task` with accelerate. Construct, then :meth:`fit`.
+
+    ``train_loader`` must iterate deterministically given its epoch (see
+    :class:`pwavenet.data.EpochSampler`), which makes resume exact: the loop skips the batches a
+    checkpoint already consumed.
+    """
+
+    def __init__(
+        self,
+        *,
+        task: Task,
+        model: nn.Module,
+        train_loader: torch.utils.data.DataLoader,
+        valid_loader: Iterable[dict[str, Any]] | None,
+        optim: OptimConfig,
+        train: TrainConfig,
+        run_dir: str | Path,
+        cpu: bool = False,
+    ) -> None:
+        from accelerate import Accelerator
+        from accelerate.utils import ProjectConfiguration, set_seed
+
+        self.task, self.optim_cfg, self.train_cfg = task, optim, train
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        trackers = "tensorboard" if _has_tensorboard() else None
+        self.accelerator = Accelerator(
+            cpu=cpu,
+            mixed_precision=train.mixed_precision,
+            gradient_accumulation_steps=train.grad_accum,
+            log_with=trackers,
+            project_config=ProjectConfiguration(project_dir=str(self.run_dir)),
+        )
+        set_seed(train.seed)
+        opt_cls = torch.optim.AdamW if optim.weight_decay > 0 else torch.optim.Adam
+        optimizer = opt_cls(
+            model.parameters(),
+            lr=optim.lr,
+            betas=tuple(optim.betas),
+            weight_decay=optim.weight_decay,
+        )
+        # The schedule is a pure function of the optimizer step (set on the param groups before
+        # each step): nothing to checkpoint, and the same in optimizer steps for any number of
+        # processes (accelerate's prepared schedulers count per-process batches instead).
+        self.lr_at = lr_lambda(optim, train.max_steps)
+        self.model, self.optimizer, self.train_loader = self.accelerator.prepare(
+            model, optimizer, train_loader
+        )
+        self.valid_loader = valid_loader
+        self._sampler = getattr(train_loader, "sampler", None)
+        self.ema = EMA(self.unwrapped, optim.ema_decay) if optim.ema_decay > 0 else None
+        self.progress = _Progress()
+        if self.accelerator.is_main_process and trackers:
+            self.accelerator.init_trackers("logs")
+
+    # ------------------------------------------------------------------ helpers
+
+    @property
+    def unwrapped(self) -> nn.Module:
+        return self.accelerator.unwrap_model(self.model)
+
+    def averaged_model(self) -> nn.Module:
+        """The model to validate and export: the EMA weights when EMA is on."""
+        return self.ema.copy_to(self.unwrapped) if self.ema else self.unwrapped
+
+    def _batches(self) -> Iterator[dict[str, Any]]:
+        """Endless micro-batches; resumes inside an epoch by skipping consumed batches."""
+        from accelerate import skip_first_batches
+
+        while True:
+            loader = self.train_loader
+            if self.progress.batch_in_epoch:
+                loader = skip_first_batches(loader, self.progress.batch_in_epoch)
+            # accelerate's loaders push their own epoch counter into the sampler when iterated:
+            # set it on the loader actually iterated, and on our sampler for plain loaders.
+            if hasattr(loader, "set_epoch"):
+                loader.set_epoch(self.progress.epoch)
+            if hasattr(self._sampler, "set_epoch"):
+                self._sampler.set_epoch(self.progress.epoch)
+            for batch in loader:
+                self.progress.batch_in_epoch += 1
+                yield batch
+            self.progress.epoch += 1
+            self.progress.batch_in_epoch = 0
+
+    def _log(self, metrics: dict[str, float]) -> None:
+        if not self.accelerator.is_main_process:
+            return
+        self.accelerator.log(metrics, step=self.progress.step)
+        line = json.dumps({"step": self.progress.step, **metrics})
+        with open(self.run_dir / "log.jsonl", "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save_checkpoint(self) -> Path:
+        """Write the full training state atomically and prune old checkpoints."""
+        acc = self.accelerator
+        root = self.run_dir / "checkpoints"
+        final = root / f"step-{self.progress.step:08d}"
+        tmp = root / f".tmp-{final.name}"
+        if acc.is_main_process and tmp.exists():
+            shutil.rmtree(tmp)
+        acc.wait_for_everyone()
+        acc.save_state(str(tmp), safe_serialization=True)
+        if acc.is_main_process:
+            write_json(tmp / "trainer.json", self.progress.__dict__)
+            if self.ema is not None:
+                save_file(
+                    {k: v.contiguous() for k, v in self.ema.shadow.items()},
+                    str(tmp / "ema.safetensors"),
+                )
+            if final.exists():
+                shutil.rmtree(final)
+            tmp.rename(final)
+            old = sorted(p for p in root.glob("step-*") if CHECKPOINT_RE.match(p.name))
+            for stale in old[: -self.train_cfg.keep_checkpoints]:
+                shutil.rmtree(stale)
+        acc.wait_for_everyone()
+        return final
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        """Restore a checkpoint written by :meth:`save_checkpoint`."""
+        path = Path(path)
+        meta = path / "trainer.json"
+        if not meta.is_file():
+            raise TrainingError(f"{path}: not a pwavenet training checkpoint (no trainer.json)")
+        try:
+            self.accelerator.load_state(str(path))
+        except (RuntimeError, KeyError, ValueError) as exc:
+            cause = str(exc).splitlines()[0]
+            raise TrainingError(f"{path}: checkpoint does not fit this model ({cause})") from None
+        self.progress = _Progress(**json.loads(meta.read_text()))
+        if self.ema is not None and (path / "ema.safetensors").is_file():
+            self.ema.shadow = load_file(str(path / "ema.safetensors"))
+        logger.info("resumed from %s at step %d", path, self.progress.step)
+
+    # ------------------------------------------------------------------ loop
+
+    def fit(
+        self,
+        progress: Callable[[Iterable[int]], Iterable[int]] | None = None,
+        *,
+        until: int | None = None,
+    ) -> dict[str, float]:
+        """Train until ``max_steps`` (or stop early at step ``until``, after checkpointing);
+        returns the last logged metrics."""
+        acc, cfg = self.accelerator, self.train_cfg
+        batches = self._batches()
+        last: dict[str, float] = {}
+        stop = cfg.max_steps if until is None else min(until, cfg.max_steps)
+        steps = range(self.progress.step, stop)
+        for _ in progress(steps) if progress else steps:
+            metrics = None
+            while metrics is None:  # a skipped (non-finite) step is retried with new data
+                metrics = self._optimizer_step(batches)
+            step = self.progress.step
+            if step % cfg.log_every == 0 or step == cfg.max_steps:
+                last = metrics
+                self._log(metrics)
+            if self.valid_loader is not None and (
+                step % cfg.valid_every == 0 or step == cfg.max_steps
+            ):
+                valid = self.validate()
+                self._log(valid)
+                last = {**last, **valid}
+            if step % cfg.save_every == 0 or step in (cfg.max_steps, stop):
+                self.save_checkpoint()
+        acc.end_training()
+        return last
+
+    def validate(self) -> dict[str, float]:
+        model = self.averaged_model()
+        model.eval()
+        with torch.no_grad():
+            metrics = self.task.validate(model, self.valid_loader)
+        return {f"valid/{k}": v for k, v in metrics.items()}
+
+    def _optimizer_step(self, batches: Iterator[dict[str, Any]]) -> dict[str, float] | None:
+        """One optimizer step (``grad_accum`` micro-batches); None if it was skipped."""
+        acc, cfg = self.accelerator, self.train_cfg
+        self.model.train()
+        sums: dict[str, float] = {}
+        for _ in range(cfg.grad_accum):
+            batch = next(batches)
+            with acc.accumulate(self.model):
+                with acc.autocast():
+                    loss, metrics = self.task.loss(self.model, batch)
+                finite = acc.reduce(torch.isfinite(loss.detach()).float().reshape(1), "min")
+                if finite.item() < 1:
+                    self.optimizer.zero_grad(set_to_none=True)
+                    return self._skip(metrics)
+                acc.backward(loss)
+                if acc.sync_gradients:
+                    norm = acc.clip_grad_norm_(self.model.parameters(), cfg_clip(self.optim_cfg))
+                    sums["grad/norm"] = float(norm)
+                    lr = self.optim_cfg.lr * self.lr_at(self.progress.step)
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = lr
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+            for k, v in metrics.items():
+                sums[k] = sums.get(k, 0.0) + float(v) / cfg.grad_accum
+        self.progress.step += 1
+        self.progress.nonfinite_in_row = 0
+        if self.ema is not None:
+            self.ema.update(self.unwrapped)
+        sums["lr"] = self.optimizer.param_groups[0]["lr"]
+        return sums
+
+    def _skip(self, metrics: dict[str, float]) -> None:
+        p = self.progress
+        p.nonfinite_in_row += 1
+        p.nonfinite_total += 1
+        logger.warning(
+            "non-finite loss at step %d (%d in a row): step skipped", p.step, p.nonfinite_in_row
+        )
+        if p.nonfinite_in_row >= self.train_cfg.max_nonfinite:
+            good = latest_checkpoint(self.run_dir)
+            where = (
+                f"the last good checkpoint is {good}" if good else "no checkpoint was written yet"
+            )
+            raise TrainingError(
+                f"{self.run_dir}: {p.nonfinite_in_row} non-finite losses in a row at step "
+                f"{p.step}; stopping ({where})"
+            )
+        return None
+
+
+def cfg_clip(cfg: OptimConfig) -> float:
+    """Clipping threshold; 0 disables clipping (an infinite threshold still reports the norm)."""
+    return cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
+
+
+def _has_tensorboard() -> bool:
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return False
+    return True

@@ -1,0 +1,202 @@
+"""Training entry points: the teacher task on the generic trainer, and held-out evaluation.
+
+``train_teacher(cfg, dump, run_dir)`` is what ``pwavenet train-teacher`` calls; it works the same
+in one process or under ``accelerate launch`` on many GPUs and nodes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .config import Config, save_config
+from .data import Collate, EpochSampler, FeatureCache, SegmentDataset
+from .distributions import HALF_BIN
+from .errors import DataError
+from .export import save_export
+from .teacher import WaveNet
+from .trainer import Trainer, latest_checkpoint
+
+__all__ = [
+    "TeacherTask",
+    "build_teacher",
+    "evaluate_teacher",
+    "make_teacher_trainer",
+    "teacher_args",
+    "train_teacher",
+]
+
+LN2 = math.log(2.0)
+
+
+def teacher_args(cfg: Config) -> dict[str, Any]:
+    """Explicit constructor arguments of the teacher described by ``cfg``."""
+    t = cfg.teacher
+    return {
+        "n_mels": cfg.audio.n_mels,
+        "layers": t.layers,
+        "cycles": t.cycles,
+        "kernel_size": t.kernel_size,
+        "residual_channels": t.residual_channels,
+        "gate_channels": t.gate_channels,
+        "skip_channels": t.skip_channels,
+        "output": t.output,
+        "mixtures": t.mixtures,
+        "log_scale_min": t.log_scale_min,
+        "upsample_scales": list(t.upsample_scales),
+        "speakers": t.speakers,
+        "speaker_channels": t.speaker_channels,
+    }
+
+
+def build_teacher(cfg: Config) -> WaveNet:
+    return WaveNet(**teacher_args(cfg))
+
+
+def _mask(batch: dict[str, Any], steps: int) -> torch.Tensor:
+    """(B, T) float mask of real (unpadded) samples."""
+    t = torch.arange(steps, device=batch["audio"].device)
+    return (t[None, :] < batch["lengths"].to(t.device)[:, None]).float()
+
+
+class TeacherTask:
+    """Teacher forcing: mean negative log-likelihood of the real samples, in nats."""
+
+    def loss(
+        self, model: nn.Module, batch: dict[str, Any]
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        lp = _log_prob(model, batch)
+        mask = _mask(batch, lp.shape[-1])
+        nll = -(lp * mask).sum() / mask.sum().clamp(min=1)
+        return nll, {"nll/bits": float(nll.detach()) / LN2}
+
+    def validate(self, model: nn.Module, loader: Iterable[dict[str, Any]]) -> dict[str, float]:
+        total, count = 0.0, 0.0
+        for batch in loader:
+            batch = _to(batch, next(model.parameters()).device)
+            lp = _log_prob(model, batch)
+            mask = _mask(batch, lp.shape[-1])
+            total += float(-(lp * mask).sum())
+            count += float(mask.sum())
+        return {"nll/bits": total / max(count, 1.0) / LN2}
+
+
+def _log_prob(model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+    # Call forward through the (possibly DDP-wrapped) module so gradients synchronise; the loss
+    # math runs in float32 whatever the autocast dtype.
+    params = model(batch["audio"], batch["mel"], batch.get("speaker"))
+    core = model.module if hasattr(model, "module") else model
+    with torch.autocast(device_type=params.device.type, enabled=False):
+        dist = core.distribution(params.float())
+        x = batch["audio"][:, 0].float()
+        lp = dist.log_prob(x)
+        if core.output == "gaussian":
+            lp = lp + math.log(2 * HALF_BIN)
+    return lp
+
+
+def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def _loaders(cfg: Config, cache: FeatureCache, processes: int) -> tuple[DataLoader, DataLoader]:
+    train = SegmentDataset(cache, "train", segment_length=cfg.data.segment_length)
+    per_epoch = cfg.data.batch_size * processes * cfg.train.grad_accum
+    train.repeat = max(1, math.ceil(per_epoch / len(train.rows)))
+    collate = Collate(cache.audio.hop_length, train.silence)
+    train_loader = DataLoader(
+        train,
+        batch_size=cfg.data.batch_size,
+        sampler=EpochSampler(train, seed=cfg.train.seed),
+        collate_fn=collate,
+        num_workers=cfg.data.num_workers,
+        drop_last=True,
+    )
+    valid = SegmentDataset(cache, "valid", segment_length=None)
+    valid_loader = DataLoader(valid, batch_size=1, collate_fn=collate)
+    return train_loader, valid_loader
+
+
+def make_teacher_trainer(
+    cfg: Config, dump_dir: str | Path, run_dir: str | Path, *, cpu: bool = False
+) -> Trainer:
+    """A :class:`Trainer` for the teacher on a feature cache (model initialised from the seed)."""
+    from accelerate import PartialState
+    from accelerate.utils import set_seed
+
+    cache = FeatureCache(dump_dir, cfg.audio)
+    set_seed(cfg.train.seed)
+    model = build_teacher(cfg)
+    train_loader, valid_loader = _loaders(cfg, cache, PartialState(cpu=cpu).num_processes)
+    if len(train_loader) == 0:
+        raise DataError(f"{dump_dir}: too few training segments for one batch")
+    return Trainer(
+        task=TeacherTask(),
+        model=model,
+        train_loader=train_loader,
+        valid_loader=valid_loader,
+        optim=cfg.optim,
+        train=cfg.train,
+        run_dir=run_dir,
+        cpu=cpu,
+    )
+
+
+def train_teacher(
+    cfg: Config,
+    dump_dir: str | Path,
+    run_dir: str | Path,
+    *,
+    resume: bool = True,
+    cpu: bool = False,
+    progress: Callable[[Iterable[int]], Iterable[int]] | None = None,
+) -> Path:
+    """Train a teacher on a feature cache; returns the path of its inference export.
+
+    With ``resume`` the newest checkpoint in ``run_dir`` is continued. The export
+    (``run_dir/export``, EMA weights) is written when ``train.max_steps`` is reached.
+    """
+    run_dir = Path(run_dir)
+    trainer = make_teacher_trainer(cfg, dump_dir, run_dir, cpu=cpu)
+    if trainer.accelerator.is_main_process:
+        save_config(cfg, run_dir / "config.yaml")
+    checkpoint = latest_checkpoint(run_dir) if resume else None
+    if checkpoint is not None:
+        trainer.load_checkpoint(checkpoint)
+    trainer.fit(progress)
+    export = run_dir / "export"
+    if trainer.accelerator.is_main_process:
+        save_export(
+            trainer.averaged_model(),
+            export,
+            kind="teacher",
+            model_args=teacher_args(cfg),
+            cfg=cfg,
+            extra={"steps": trainer.progress.step},
+        )
+    trainer.accelerator.wait_for_everyone()
+    return export
+
+
+@torch.no_grad()
+def evaluate_teacher(
+    model: WaveNet, cache: FeatureCache, split: str = "test"
+) -> list[dict[str, Any]]:
+    """Per-utterance held-out NLL: rows of ``{"id", "samples", "bits"}``."""
+    if dataclasses.asdict(cache.audio) != dataclasses.asdict(model.audio):
+        raise DataError(f"{cache.root}: features were made with other settings than the model's")
+    ds = SegmentDataset(cache, split, segment_length=None)
+    device = next(model.parameters()).device
+    rows = []
+    for i in range(len(ds.rows)):
+        item = ds[i]
+        lp = model.log_prob(item["audio"][None].to(device), item["mel"][None].to(device))
+        rows.append({"id": item["id"], "samples": lp.shape[-1], "bits": float(-lp.mean()) / LN2})
+    return rows

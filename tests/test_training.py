@@ -1,0 +1,172 @@
+"""Teacher training on the generic trainer: learning, exact resume, export, failures, DDP."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from training_setup import make_dump, tiny_config
+
+from pwavenet.data import FeatureCache
+from pwavenet.export import ExportError, load_teacher, save_export
+from pwavenet.trainer import TrainingError, latest_checkpoint
+from pwavenet.training import (
+    TeacherTask,
+    build_teacher,
+    evaluate_teacher,
+    make_teacher_trainer,
+    teacher_args,
+    train_teacher,
+)
+
+HERE = Path(__file__).parent
+
+
+@pytest.fixture(scope="module")
+def dump(tmp_path_factory):
+    return make_dump(tmp_path_factory.mktemp("teacher"))
+
+
+def mean_bits(model, dump) -> float:
+    rows = evaluate_teacher(model, FeatureCache(dump), "valid")
+    return sum(r["bits"] * r["samples"] for r in rows) / sum(r["samples"] for r in rows)
+
+
+def test_validation_nll_falls(dump, tmp_path):
+    cfg = tiny_config("train.max_steps=150")
+    torch.manual_seed(cfg.train.seed)
+    untrained = build_teacher(cfg).eval()
+    untrained.audio = cfg.audio
+    before = mean_bits(untrained, dump)
+    export = train_teacher(cfg, dump, tmp_path / "run", cpu=True)
+    after = mean_bits(load_teacher(export), dump)
+    assert before > 15.0
+    assert after < before - 3.0, (before, after)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert any("valid/nll/bits" in row for row in log) and any("grad/norm" in row for row in log)
+    assert (tmp_path / "run" / "config.yaml").is_file()
+
+
+def test_resume_equals_uninterrupted(dump, tmp_path):
+    # 2 batches per epoch: stopping at step 3 resumes in the middle of an epoch
+    cfg = tiny_config("train.max_steps=8", "train.save_every=3")
+    straight = make_teacher_trainer(cfg, dump, tmp_path / "a", cpu=True)
+    straight.fit()
+    first = make_teacher_trainer(cfg, dump, tmp_path / "b", cpu=True)
+    first.fit(until=3)
+    assert latest_checkpoint(tmp_path / "b").name == "step-00000003"
+    second = make_teacher_trainer(cfg, dump, tmp_path / "b", cpu=True)
+    second.load_checkpoint(latest_checkpoint(tmp_path / "b"))
+    assert second.progress.step == 3 and second.progress.batch_in_epoch == 1
+    second.fit()
+    for (name, a), (_, b) in zip(
+        straight.unwrapped.state_dict().items(), second.unwrapped.state_dict().items(), strict=True
+    ):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=name)
+    for name, a in straight.ema.shadow.items():
+        torch.testing.assert_close(a, second.ema.shadow[name], atol=1e-6, rtol=0, msg=name)
+    # keep_checkpoints prunes old ones; no temporary checkpoint is left behind
+    names = sorted(p.name for p in (tmp_path / "b" / "checkpoints").iterdir())
+    assert names == ["step-00000003", "step-00000006", "step-00000008"]
+
+
+def test_export_round_trip_and_bad_exports(dump, tmp_path):
+    cfg = tiny_config()
+    torch.manual_seed(0)
+    model = build_teacher(cfg).eval()
+    path = save_export(model, tmp_path / "t", kind="teacher", model_args=teacher_args(cfg), cfg=cfg)
+    loaded = load_teacher(path)
+    audio, mel = torch.rand(1, 1, 640) - 0.5, torch.randn(1, 20, 10)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(audio, mel), model(audio, mel), atol=0, rtol=0)
+    assert loaded.audio == cfg.audio
+    # another architecture
+    other = tiny_config("teacher.residual_channels=16")
+    save_export(
+        build_teacher(other), tmp_path / "o", kind="teacher", model_args=teacher_args(cfg), cfg=cfg
+    )
+    with pytest.raises(ExportError, match="another architecture: shape of"):
+        load_teacher(tmp_path / "o")
+    # a student passed as a teacher
+    save_export(model, tmp_path / "s", kind="student", model_args={}, cfg=cfg)
+    with pytest.raises(ExportError, match="is a student export, not a teacher"):
+        load_teacher(tmp_path / "s")
+    with pytest.raises(ExportError, match="no such export folder"):
+        load_teacher(tmp_path / "missing")
+    (tmp_path / "t" / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ExportError, match="unreadable weights"):
+        load_teacher(tmp_path / "t")
+
+
+class NaNTask(TeacherTask):
+    def loss(self, model, batch):
+        loss, metrics = super().loss(model, batch)
+        return loss * float("nan"), metrics
+
+
+def test_non_finite_losses_stop_with_a_clear_error(dump, tmp_path):
+    cfg = tiny_config("train.max_steps=4", "train.save_every=2", "train.max_nonfinite=3")
+    trainer = make_teacher_trainer(cfg, dump, tmp_path / "run", cpu=True)
+    trainer.fit(until=2)
+    before = {k: v.clone() for k, v in trainer.unwrapped.state_dict().items()}
+    trainer.task = NaNTask()
+    with pytest.raises(
+        TrainingError, match=r"3 non-finite losses in a row at step 2.*step-00000002"
+    ):
+        trainer.fit()
+    assert trainer.progress.nonfinite_total == 3
+    for k, v in trainer.unwrapped.state_dict().items():
+        assert torch.equal(v, before[k]), k  # skipped steps changed nothing
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_processes_equal_one_with_the_same_global_batch(dump, tmp_path):
+    script = str(HERE / "dist_train.py")
+    one = tmp_path / "one.safetensors"
+    two = tmp_path / "two.safetensors"
+    subprocess.run(
+        [sys.executable, script, str(dump), str(tmp_path / "r1"), "4", str(one)],
+        check=True,
+        timeout=300,
+    )
+    launch = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--cpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_ip",
+        "127.0.0.1",
+        "--main_process_port",
+        str(free_port()),
+    ]
+    subprocess.run(
+        [*launch, script, str(dump), str(tmp_path / "r2"), "2", str(two)],
+        check=True,
+        timeout=300,
+    )
+    a, b = load_file(str(one)), load_file(str(two))
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=0, msg=k)
+    start = build_teacher(tiny_config()).state_dict()
+    assert any(not torch.equal(a[k], start[k]) for k in a)  # training moved the weights
