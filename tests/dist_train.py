@@ -14,9 +14,11 @@ from training_setup import tiny_config
 from pwavenet.training import make_teacher_trainer
 
 
-def main(dump: str, run: str, batch: int, out: str) -> None:
+def main(dump: str, run: str, batch: int, out: str, processes: int) -> None:
     cfg = tiny_config(f"data.batch_size={batch}", "train.max_steps=1", "optim.ema_decay=0")
     trainer = make_teacher_trainer(cfg, dump, run, cpu=True)
+    if trainer.accelerator.num_processes != processes:
+        raise SystemExit(f"expected {processes} processes, got {trainer.accelerator.num_processes}")
     trainer.fit()
     if trainer.accelerator.is_main_process:
         state = {k: v.detach().contiguous() for k, v in trainer.unwrapped.state_dict().items()}
@@ -25,4 +27,4 @@ def main(dump: str, run: str, batch: int, out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4])
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]))

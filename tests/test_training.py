@@ -137,30 +137,16 @@ def test_two_processes_equal_one_with_the_same_global_batch(dump, tmp_path):
     one = tmp_path / "one.safetensors"
     two = tmp_path / "two.safetensors"
     subprocess.run(
-        [sys.executable, script, str(dump), str(tmp_path / "r1"), "4", str(one)],
+        [sys.executable, script, str(dump), str(tmp_path / "r1"), "4", str(one), "1"],
         check=True,
         timeout=300,
     )
-    launch = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--cpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_ip",
-        "127.0.0.1",
-        "--main_process_port",
-        str(free_port()),
-    ]
+    # Two CPU processes with the gloo backend: accelerate picks up the torchrun environment
+    # (`accelerate launch` itself starts several CPU processes only through mpirun).
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    launch += ["--master_addr", "127.0.0.1", "--master_port", str(free_port())]
     subprocess.run(
-        [*launch, script, str(dump), str(tmp_path / "r2"), "2", str(two)],
+        [*launch, script, str(dump), str(tmp_path / "r2"), "2", str(two), "2"],
         check=True,
         timeout=300,
     )
