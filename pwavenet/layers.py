@@ -5,6 +5,9 @@
   costs O(layers) instead of O(receptive field).
 - :class:`ResidualBlock` is WaveNet's gated unit: dilated causal conv, conditioning added through a
   1x1 conv, ``tanh(a) * sigmoid(b)``, then 1x1 residual and (optional) skip outputs.
+- Single-step generation is written once for numpy arrays and tensors (:func:`array_module`): on
+  the CPU it runs on numpy, whose calls cost a fraction of torch's, and a generated sample is a
+  few hundred small calls; on CUDA it runs on tensors.
 - :class:`Upsampler` stretches mel frames to the sample rate with transposed convolutions and
   leaky ReLU (non-saturating: a tanh upsampler lets the teacher ignore the mel, SPEC section 1).
 """
@@ -12,8 +15,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import TypeVar
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -24,8 +31,13 @@ __all__ = [
     "ResidualBlock",
     "StepQueue",
     "Upsampler",
+    "array_module",
     "dilations",
     "receptive_field",
+    "step_array_like",
+    "step_threads",
+    "to_array",
+    "zeros",
 ]
 
 
@@ -42,28 +54,86 @@ def receptive_field(layers: int, cycles: int, kernel_size: int) -> int:
     return 1 + (kernel_size - 1) * sum(dilations(layers, cycles))
 
 
+Array = TypeVar("Array", torch.Tensor, np.ndarray)
+
+
+def step_array_like(t: torch.Tensor) -> torch.Tensor | np.ndarray:
+    """What single-step generation computes with: numpy on the CPU (a numpy call costs a
+    fraction of a microsecond, a torch call one to two, and a generated sample is a few hundred
+    small calls), torch elsewhere. Returns an empty array of that kind and dtype."""
+    if t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64):
+        return np.empty(0, dtype=np.float32 if t.dtype == torch.float32 else np.float64)
+    return t.new_empty(0)
+
+
+def step_threads(like: torch.Tensor | np.ndarray) -> AbstractContextManager:
+    """A context for a step loop on ``like``'s kind of arrays: numpy's BLAS limited to one thread.
+    Its matmuls are too small to split (measured on a 2-core CPU, one thread was faster at batch 1
+    and 8; two threads stalled for milliseconds per step whenever the other core was busy). Uses
+    threadpoolctl when it is installed (it comes with librosa); otherwise changes nothing."""
+    if not isinstance(like, np.ndarray):
+        return nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with librosa
+        return nullcontext()
+    return threadpool_limits(1, user_api="blas")
+
+
+def array_module(x: torch.Tensor | np.ndarray) -> ModuleType:
+    """``numpy`` for numpy arrays, ``torch`` for tensors: the step maths is written once with
+    the functions both provide (``matmul``, ``tanh``, ``multiply``, ``add``, ``maximum``,
+    ``exp``, all with ``out=``)."""
+    return np if isinstance(x, np.ndarray) else torch
+
+
+def zeros(like: Array, shape: tuple[int, ...]) -> Array:
+    """Zeros of the kind, dtype (and device) of ``like``."""
+    if isinstance(like, np.ndarray):
+        return np.zeros(shape, dtype=like.dtype)
+    return like.new_zeros(shape)
+
+
+def to_array(t: torch.Tensor, like: Array) -> Array:
+    """A fresh contiguous copy of ``t`` of the kind of ``like`` (floats take its dtype)."""
+    t = t.detach()
+    if isinstance(like, np.ndarray):
+        a = t.cpu().numpy()
+        return np.array(a, dtype=like.dtype if a.dtype.kind == "f" else a.dtype, order="C")
+    dtype = like.dtype if t.is_floating_point() else t.dtype
+    return t.to(like.device, dtype, copy=True).contiguous()
+
+
 class StepQueue:
     """The past inputs one dilated conv needs in single-step mode, as a ring buffer.
 
-    The buffer holds ``2 * N`` slots for a window of ``N = (k - 1) * d + 1`` samples; each new
-    sample is written twice (at ``p`` and ``p + N``) so that the last ``N`` samples are always the
-    contiguous slice ``[p + 1, p + N + 1)`` and the ``k`` taps are that slice with stride ``d``.
+    The buffer ``(B, 2 * N, C)`` holds two copies of a window of ``N = (k - 1) * d + 1`` samples:
+    each new sample is written once, through a strided view, to slots ``p`` and ``p + N``, so
+    the last ``N`` samples are always the contiguous slots ``[p + 1, p + N]`` and the ``k`` taps
+    are those slots with stride ``d``. The views for every ``p`` are made up front: a step then
+    costs one write and one gather. ``like`` is a tensor (torch buffer on its device) or a numpy
+    array (numpy buffer, see :func:`array_module`).
     """
 
     def __init__(
-        self, batch: int, channels: int, kernel_size: int, dilation: int, like: torch.Tensor
-    ):
-        self.window = (kernel_size - 1) * dilation + 1
-        self.dilation = dilation
-        self.buffer = like.new_zeros(batch, channels, 2 * self.window)
+        self,
+        batch: int,
+        channels: int,
+        kernel_size: int,
+        dilation: int,
+        like: torch.Tensor | np.ndarray,
+    ) -> None:
+        n = self.window = (kernel_size - 1) * dilation + 1
+        self.buffer = zeros(like, (batch, 2 * n, channels))
+        self._writes = [self.buffer[:, p::n] for p in range(n)]
+        self._taps = [self.buffer[:, p + 1 : p + n + 1 : dilation] for p in range(n)]
         self.pos = 0
 
-    def push(self, x: torch.Tensor) -> torch.Tensor:
-        """Append ``x: (B, C)`` and return the taps ``(B, C, k)``, oldest first."""
+    def push(self, x: Array) -> Array:
+        """Append ``x: (B, C)`` and return the taps ``(B, k * C)``, oldest tap first."""
         p = self.pos = (self.pos + 1) % self.window
-        self.buffer[:, :, p] = x
-        self.buffer[:, :, p + self.window] = x
-        return self.buffer[:, :, p + 1 : p + self.window + 1 : self.dilation]
+        self._writes[p][...] = x[:, None]
+        return self._taps[p].reshape(x.shape[0], -1)
 
 
 class CausalConv1d(nn.Conv1d):
@@ -88,14 +158,19 @@ class CausalConv1d(nn.Conv1d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(F.pad(x, (self.left_pad, 0)))
 
-    def new_queue(self, batch: int, like: torch.Tensor) -> StepQueue:
+    def new_queue(self, batch: int, like: torch.Tensor | np.ndarray) -> StepQueue:
         """An empty (all-zero history) queue, matching the zero padding of ``forward``."""
         return StepQueue(batch, self.in_channels, self.kernel_size[0], self.dilation[0], like)
 
+    def step_weight(self) -> torch.Tensor:
+        """The kernel as the matrix ``(k * C_in, C_out)`` that multiplies the taps of
+        :meth:`StepQueue.push` (oldest tap first, then channels)."""
+        return self.weight.detach().permute(2, 1, 0).reshape(-1, self.out_channels)
+
     def step(self, x: torch.Tensor, queue: StepQueue) -> torch.Tensor:
         """One time step: ``x: (B, C_in) -> (B, C_out)``."""
-        taps = queue.push(x).reshape(x.shape[0], -1)
-        return F.linear(taps, self.weight.reshape(self.out_channels, -1), self.bias)
+        y = queue.push(x) @ self.step_weight()
+        return y if self.bias is None else y + self.bias
 
 
 class ResidualBlock(nn.Module):
@@ -144,59 +219,107 @@ class ResidualBlock(nn.Module):
             return x, skip
         return (x + self.res(h)) * self.scale, skip
 
-    def new_state(self, batch: int, like: torch.Tensor) -> BlockState:
-        """Everything :meth:`step` needs: an empty queue and the weights laid out as matrices
-        (transposed, residual and skip outputs merged, the residual scale folded in)."""
-        r = self.conv.in_channels
-        conv_w = self.conv.weight.detach().reshape(self.conv.out_channels, -1).t().contiguous()
-        outs = [m for m in (self.res, self.skip) if m is not None]
-        out_w = torch.cat([m.weight.detach()[:, :, 0] for m in outs]).t().contiguous()
-        out_b = torch.cat([m.bias.detach() for m in outs])
-        if self.res is not None:  # fold sqrt(0.5) into the residual rows
-            out_w[:, :r] *= self.scale
-            out_b[:r] *= self.scale
+    def new_state(
+        self,
+        batch: int,
+        like: torch.Tensor | np.ndarray,
+        *,
+        scale: float = 1.0,
+        gate_out: torch.Tensor | np.ndarray | None = None,
+    ) -> BlockState:
+        """Everything :meth:`step` needs, as arrays of the kind of ``like`` (see
+        :func:`step_array_like`): an empty queue, scratch buffers, and the weights as matrices
+        with constants folded in, so that a step is nine array calls:
+
+        - ``sigmoid(b) = (1 + tanh(b / 2)) / 2``: the ``b`` columns of the conv (and of the
+          conditioning, :meth:`cond_affine`) are halved, the gate is one ``tanh`` of the whole
+          vector and ``h' = t_a + t_a * t_b = 2 h``; the 1/2 goes into the output matrices;
+        - the output biases are a last row of the output matrices, which multiplies the
+          constant 1 that ends the gate buffer ``(B, G/2 + 1)``;
+        - the residual stream arrives divided by ``scale`` (the product of the ``sqrt(0.5)`` of
+          the blocks before): the conv weights are multiplied by it and the residual output
+          divided by it, so that the stream update is one add and the next block gets
+          ``scale * sqrt(0.5)``.
+
+        ``gate_out: (B, G/2 + 1)``, a view into one buffer holding every block's gate output
+        (ending in 1), lets the model compute all skip outputs with one matmul
+        (:meth:`skip_matrix`).
+        """
+        half = self.conv.out_channels // 2
+        conv_w = self.conv.step_weight() * scale
+        conv_w[:, half:] *= 0.5
+        res_w = None
+        if self.res is not None:
+            res_w = torch.cat(
+                [self.res.weight.detach()[:, :, 0].t() * 0.5, self.res.bias.detach()[None]]
+            )
+            res_w = to_array(res_w / scale, like)
+        if gate_out is None:
+            gate_out = zeros(like, (batch, half + 1))
+        gate_out[:, half] = 1
         return BlockState(
             queue=self.conv.new_queue(batch, like),
-            conv_w=conv_w,
-            conv_b=self.conv.bias.detach(),
-            out_w=out_w,
-            out_b=out_b,
-            residual=r if self.res is not None else 0,
-            half=self.conv.out_channels // 2,
+            conv_w=to_array(conv_w, like),
+            res_w=res_w,
+            gate=gate_out,
+            a=zeros(like, (batch, 2 * half)),
+            r=zeros(like, (batch, self.conv.in_channels)),
         )
 
-    def step(
-        self, x: torch.Tensor, cond: torch.Tensor | None, state: BlockState
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """One time step: ``x: (B, R)``, ``cond: (B, G)`` -> ``((B, R), (B, S) or None)``.
+    def cond_affine(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(scale, shift)``, both ``(G,)``: :meth:`step` takes the conditioning as
+        ``cond * scale + shift`` (conv bias added, ``b`` half halved, see :meth:`new_state`)."""
+        half = self.conv.out_channels // 2
+        scale = torch.ones_like(self.conv.bias)
+        scale[half:] = 0.5
+        return scale, self.conv.bias.detach() * scale
 
-        Equals the corresponding column of :meth:`forward`; a handful of small ops per call,
-        since generation speed is bounded by per-op overhead at batch 1.
+    def skip_matrix(self) -> torch.Tensor | None:
+        """The skip output as the matrix ``(G/2 + 1, S)`` that multiplies a step's gate buffer
+        (its ``2 h``, then 1: the last row is the bias); None without skips."""
+        if self.skip is None:
+            return None
+        return torch.cat(
+            [self.skip.weight.detach()[:, :, 0].t() * 0.5, self.skip.bias.detach()[None]]
+        )
+
+    def step(self, x: Array, cond: Array, state: BlockState) -> Array:
+        """One time step: ``x: (B, R)``, the residual stream divided by the ``scale`` of
+        :meth:`new_state`, ``cond: (B, G)`` as :meth:`cond_affine` says. Updates ``x`` in place
+        (and returns it) and writes ``2 h`` to ``state.gate``; the skip output is
+        ``state.gate @ skip_matrix()``. Equals the corresponding column of :meth:`forward`.
         """
-        taps = state.queue.push(x).reshape(x.shape[0], -1)
-        a = torch.addmm(state.conv_b, taps, state.conv_w)
-        if cond is not None:
-            a += cond
-        h = torch.tanh(a[:, : state.half]) * torch.sigmoid(a[:, state.half :])
-        out = torch.addmm(state.out_b, h, state.out_w)
-        r = state.residual
-        skip = out[:, r:] if self.skip is not None else None
-        if not r:
-            return x, skip
-        return torch.add(out[:, :r], x, alpha=self.scale), skip
+        xp = state.xp
+        a = xp.matmul(state.queue.push(x), state.conv_w, out=state.a)
+        a += cond
+        xp.tanh(a, out=a)
+        h = xp.multiply(state.a_lo, state.a_hi, out=state.h)
+        h += state.a_lo
+        if state.res_w is not None:
+            x += xp.matmul(state.gate, state.res_w, out=state.r)
+        return x
 
 
 @dataclass
 class BlockState:
-    """Per-layer state of single-step generation (see :meth:`ResidualBlock.new_state`)."""
+    """Per-layer state of single-step generation (see :meth:`ResidualBlock.new_state`); numpy
+    arrays or tensors."""
 
     queue: StepQueue
-    conv_w: torch.Tensor  # (R * k, G)
-    conv_b: torch.Tensor  # (G,)
-    out_w: torch.Tensor  # (G / 2, R + S), residual rows pre-scaled
-    out_b: torch.Tensor  # (R + S,)
-    residual: int  # R, or 0 when the block has no residual output
-    half: int  # G / 2
+    conv_w: np.ndarray | torch.Tensor  # (k * R, G): taps -> pre-activations, b columns halved
+    res_w: np.ndarray | torch.Tensor | None  # (G/2 + 1, R): [2h, 1] -> residual update
+    gate: np.ndarray | torch.Tensor  # (B, G/2 + 1): the last 2h, then 1
+    a: np.ndarray | torch.Tensor  # (B, G): scratch for the pre-activations
+    r: np.ndarray | torch.Tensor  # (B, R): scratch for the residual update
+    xp: ModuleType = field(init=False)
+    a_lo: np.ndarray | torch.Tensor = field(init=False)  # views, made once
+    a_hi: np.ndarray | torch.Tensor = field(init=False)
+    h: np.ndarray | torch.Tensor = field(init=False)
+
+    def __post_init__(self) -> None:
+        half = self.a.shape[1] // 2
+        self.xp = array_module(self.a)
+        self.a_lo, self.a_hi, self.h = self.a[:, :half], self.a[:, half:], self.gate[:, :half]
 
 
 class Upsampler(nn.Module):

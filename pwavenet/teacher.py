@@ -10,18 +10,32 @@ step and exists for tests and benchmarks.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from .distributions import HALF_BIN, DiscretizedMixtureLogistics, Gaussian
-from .layers import CausalConv1d, ResidualBlock, Upsampler, dilations
+from .layers import (
+    Array,
+    BlockState,
+    CausalConv1d,
+    ResidualBlock,
+    Upsampler,
+    array_module,
+    dilations,
+    step_array_like,
+    step_threads,
+    to_array,
+    zeros,
+)
 
 __all__ = ["WaveNet"]
 
 GAUSSIAN_LOG_SCALE_MIN = -9.0  # ClariNet clamps the Gaussian log-sigma (SPEC section 5)
+_COND_CHUNK = 128  # generation lays out the conditioning for this many steps at a time
 
 
 class WaveNet(nn.Module):
@@ -165,37 +179,71 @@ class WaveNet(nn.Module):
         generator: torch.Generator | list[torch.Generator] | None,
         like: torch.Tensor,
     ) -> torch.Tensor:
-        """Uniform noise for every step drawn up front: ``(steps, B, K + 1)`` (K component
-        choices + 1 for the sample). With a list of generators each utterance draws its own
-        rows, so a batch draws exactly what its utterances would draw one by one."""
-        width = (self.mixtures if self.output == "mol" else 0) + 1
+        """The randomness of every step, drawn up front as standard variates ``(steps, B, K+1)``:
+        K Gumbel variates (the component choice) and a standard logistic (MoL) or normal
+        (Gaussian) variate. With a list of generators each utterance draws its own rows, so a
+        batch draws exactly what its utterances would draw one by one."""
+        k = self.mixtures if self.output == "mol" else 0
         if isinstance(generator, list):
-            u = torch.stack([torch.rand(steps, width, generator=g) for g in generator], dim=1)
+            u = torch.stack([torch.rand(steps, k + 1, generator=g) for g in generator], dim=1)
         else:
-            u = torch.rand(steps, batch, width, generator=generator)
+            u = torch.rand(steps, batch, k + 1, generator=generator)
         eps = torch.finfo(torch.float32).eps
-        return u.clamp(eps, 1 - eps).to(like.device)
-
-    def _sample(self, params: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """Sample ``(B,)`` from output parameters ``params (B, C_out)``, noise ``u (B, K+1)``."""
-        params = params.float()
+        u = u.clamp(eps, 1 - eps).to(like.device)
+        v = u[..., k:]
         if self.output == "gaussian":
-            loc, log_scale = params[:, 0], params[:, 1].clamp(min=GAUSSIAN_LOG_SCALE_MIN)
-            z = torch.erfinv(2 * u[:, 0] - 1) * math.sqrt(2.0)
-            return (loc + log_scale.exp() * z).clamp(-1.0, 1.0)
-        k = self.mixtures
-        gumbel = -torch.log(-torch.log(u[:, :k]))
-        pick = (params[:, :k] + gumbel).argmax(dim=1, keepdim=True)
-        loc = params[:, k : 2 * k].gather(1, pick)[:, 0]
-        log_scale = params[:, 2 * k :].gather(1, pick)[:, 0].clamp(min=self.log_scale_min)
-        v = u[:, k]
-        return (loc + log_scale.exp() * (torch.log(v) - torch.log1p(-v))).clamp(-1.0, 1.0)
+            return torch.erfinv(2 * v - 1) * math.sqrt(2.0)
+        return torch.cat([-torch.log(-torch.log(u[..., :k])), torch.log(v) - torch.log1p(-v)], -1)
 
-    def _head_step(self, skips: torch.Tensor) -> torch.Tensor:
-        """The output head on one step ``(B, S) -> (B, C_out)``."""
+    def _rows(self, batch: int, like: Array) -> Array:
+        """Where each row's component means start in flattened ``(B, C_out)`` MoL parameters."""
+        c_out = 3 * self.mixtures if self.output == "mol" else 2
+        return to_array(torch.arange(batch) * c_out + self.mixtures, like)
+
+    def _sample(self, params: Array, noise: Array, rows: Array) -> Array:
+        """Sample ``(B,)`` from output parameters ``params (B, C_out)`` given the step's
+        ``noise (B, K+1)`` from :meth:`_noise` and :meth:`_rows`; numpy or torch."""
+        xp = array_module(params)
+        if self.output == "gaussian":
+            log_scale = params[:, 1].clip(min=GAUSSIAN_LOG_SCALE_MIN)
+            return (params[:, 0] + xp.exp(log_scale) * noise[:, 0]).clip(-1.0, 1.0)
+        k = self.mixtures
+        i = rows + (params[:, :k] + noise[:, :k]).argmax(1)  # Gumbel-max component choice
+        flat = params.reshape(-1)
+        log_scale = flat[i + k].clip(min=self.log_scale_min)
+        return (flat[i] + xp.exp(log_scale) * noise[:, k]).clip(-1.0, 1.0)
+
+    def _block_states(self, batch: int, like: Array) -> tuple[list[BlockState], Array]:
+        """Every block's step state and the buffer ``(B, L * (G/2 + 1))`` of their gate outputs
+        (see :meth:`~pwavenet.layers.ResidualBlock.new_state`)."""
+        width = self.gate_channels // 2 + 1
+        gates = zeros(like, (batch, width * len(self.blocks)))
+        states, scale = [], 1.0
+        for i, block in enumerate(self.blocks):
+            view = gates[:, i * width : (i + 1) * width]
+            states.append(block.new_state(batch, like, scale=scale, gate_out=view))
+            scale *= block.scale  # the residual stream is carried divided by this
+        return states, gates
+
+    def _head_state(self, like: Array) -> tuple[Array, ...]:
+        """The skip outputs of every block and the output head as matrices for
+        :meth:`_head_step`: ``(skip (L * (G/2 + 1), S), w1, b1, w2, b2, 0)``."""
         _, c1, _, c2 = self.head
-        h = F.linear(torch.relu(skips), c1.weight[:, :, 0], c1.bias)
-        return F.linear(torch.relu(h), c2.weight[:, :, 0], c2.bias)
+        skip = torch.cat([block.skip_matrix() for block in self.blocks])
+        mats = (skip, c1.weight[:, :, 0].t(), c1.bias, c2.weight[:, :, 0].t(), c2.bias)
+        return (*(to_array(m, like) for m in mats), zeros(like, ()))
+
+    def _head_step(self, gates: Array, head: tuple[Array, ...], out: Array) -> Array:
+        """Output parameters ``out (B, C_out)`` of one step from every block's gate buffer
+        ``gates (B, L * (G/2 + 1))`` (one matmul gives the sum of the skip outputs)."""
+        skip_w, w1, b1, w2, b2, zero = head
+        xp = array_module(gates)
+        s = xp.matmul(gates, skip_w)
+        h = xp.matmul(xp.maximum(s, zero, out=s), w1)
+        h += b1
+        out = xp.matmul(xp.maximum(h, zero, out=h), w2, out=out)
+        out += b2
+        return out
 
     @torch.no_grad()
     def generate(
@@ -214,8 +262,10 @@ class WaveNet(nn.Module):
         ``mel: (B, M, F)``; ``lengths`` (samples per utterance) truncate the result of utterances
         shorter than ``F * hop`` (padded mel frames never influence earlier samples). With
         ``forced: (B, T)`` the given samples are fed back instead of sampled (used to check that
-        this path reproduces :meth:`forward`). Returns ``(audio (B, T), params (B, C_out, T) or
-        None)``; audio past an utterance's length is zero.
+        this path reproduces :meth:`forward`). ``progress`` wraps the range of steps (a progress
+        bar, or a timer that may stop early: later samples stay zero). Returns ``(audio (B, T),
+        params (B, C_out, T) or None)``; audio past an utterance's length is zero. On the CPU
+        the step loop runs on numpy arrays (:func:`~pwavenet.layers.step_array_like`).
         """
         if lengths is not None:  # frames past an utterance's end repeat its last frame
             mel = mel.clone()
@@ -224,32 +274,55 @@ class WaveNet(nn.Module):
                 mel[b, :, last:] = mel[b, :, last - 1 : last]
         cond = self.condition(mel, speaker)
         batch, _, steps = cond.shape
-        cond = cond.permute(2, 0, 1).contiguous()  # (T, B, layers * gate): one view per step
-        conds = [
-            cond[:, :, i * self.gate_channels : (i + 1) * self.gate_channels]
-            for i in range(len(self.blocks))
-        ]
-        states = [block.new_state(batch, cond) for block in self.blocks]
-        noise = self._noise(batch, steps, generator, cond) if forced is None else None
-        x = cond.new_zeros(batch)  # the shifted input: step 0 sees silence
-        audio = cond.new_zeros(batch, steps)
-        params_out = []
-        w_in, b_in = self.input.weight[:, 0, 0], self.input.bias
-        for t in progress(range(steps)) if progress else range(steps):
-            h = torch.addcmul(b_in, x[:, None], w_in)
-            skips = None
-            for block, state, c in zip(self.blocks, states, conds, strict=True):
-                h, s = block.step(h, c[t], state)
-                skips = s if skips is None else skips + s
-            params = self._head_step(skips)
-            if return_params:
-                params_out.append(params)
-            x = forced[:, t] if forced is not None else self._sample(params, noise[t])
-            audio[:, t] = x
+        like = step_array_like(cond)
+        xp = array_module(like)
+        states, gates = self._block_states(batch, like)
+        head = self._head_state(like)
+        params = zeros(like, (steps if return_params else 1, batch, self.head[-1].out_channels))
+        if forced is None:
+            noise = to_array(self._noise(batch, steps, generator, cond), like)
+            rows = self._rows(batch, like)
+        else:
+            forced = to_array(forced.t(), like)
+        w_in, b_in = (to_array(p.reshape(-1), like) for p in (self.input.weight, self.input.bias))
+        audio = zeros(like, (steps, batch))
+        x, y = zeros(like, (batch,)), zeros(like, (batch, w_in.shape[0]))
+        loop = progress(range(steps)) if progress else range(steps)
+        with step_threads(like):
+            for t, conds in zip(loop, self._step_conds(cond, like), strict=False):
+                xp.multiply(x[:, None], w_in, out=y)  # the input conv, kernel 1
+                y += b_in
+                for block, state, c in zip(self.blocks, states, conds, strict=True):
+                    block.step(y, c, state)
+                p = self._head_step(gates, head, params[t if return_params else 0])
+                x = forced[t] if forced is not None else self._sample(p, noise[t], rows)
+                audio[t] = x
+        audio = torch.as_tensor(audio, device=cond.device).t().contiguous()
         if lengths is not None:
             for b, n in enumerate(lengths):
                 audio[b, n:] = 0
-        return audio, torch.stack(params_out, dim=-1) if return_params else None
+        if not return_params:
+            return audio, None
+        return audio, torch.as_tensor(params, device=cond.device).permute(1, 2, 0).contiguous()
+
+    def _step_conds(self, cond: torch.Tensor, like: Array) -> Iterator[Array]:
+        """Each step's conditioning ``(layers, B, G)`` from ``cond: (B, layers * G, T)``, as the
+        blocks' steps take it (:meth:`~pwavenet.layers.ResidualBlock.cond_affine`), laid out
+        a chunk of steps at a time in a buffer that stays in cache. Transposing one
+        ``(G, steps)`` matrix at a time is several times faster than one strided copy."""
+        batch, _, steps = cond.shape
+        per_block = zip(*map(ResidualBlock.cond_affine, self.blocks), strict=True)
+        scale, shift = (torch.stack(a)[:, None] for a in per_block)  # (layers, 1, G)
+        cond = cond.view(batch, len(self.blocks), self.gate_channels, steps)
+        chunk = cond.new_empty((min(steps, _COND_CHUNK), len(self.blocks), batch, cond.shape[2]))
+        rows = chunk.numpy() if isinstance(like, np.ndarray) else chunk
+        for t in range(0, steps, _COND_CHUNK):
+            n = min(steps - t, _COND_CHUNK)
+            for b in range(batch):
+                for layer in range(len(self.blocks)):
+                    chunk[:n, layer, b].copy_(cond[b, layer, :, t : t + n].t())
+            torch.addcmul(shift, chunk[:n], scale, out=chunk[:n])
+            yield from rows[:n]
 
     @torch.no_grad()
     def generate_naive(
@@ -259,18 +332,22 @@ class WaveNet(nn.Module):
         steps: int | None = None,
         speaker: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        progress: Callable[[Iterable[int]], Iterable[int]] | None = None,
     ) -> torch.Tensor:
         """Reference sampler: recomputes the whole receptive field for every sample.
 
         Slow by design (O(receptive field x layers) per sample); ``steps`` limits the number of
-        samples generated. Returns ``(B, steps)``.
+        samples generated. ``progress`` wraps the range of steps (a progress bar, or a timer
+        that may stop early or skip steps: samples not computed stay zero, i.e. silence).
+        Returns ``(B, steps)``.
         """
         cond = self.condition(mel, speaker)
         total = cond.shape[-1] if steps is None else min(steps, cond.shape[-1])
         field = self.receptive_field
         audio = cond.new_zeros(cond.shape[0], 1, total)
         noise = self._noise(cond.shape[0], total, generator, cond)
-        for t in range(total):
+        rows = self._rows(cond.shape[0], cond)
+        for t in progress(range(total)) if progress else range(total):
             lo = max(0, t + 1 - field)
             shifted = F.pad(audio[:, :, :t], (1, 0))  # shifted[..., u] = audio[..., u - 1]
             x = self.input(shifted[:, :, lo:])
@@ -280,5 +357,5 @@ class WaveNet(nn.Module):
                 x, s = block(x, c)
                 skips = skips + s
             params = self.head(skips[:, :, -1:])[:, :, 0]
-            audio[:, 0, t] = self._sample(params, noise[t])
+            audio[:, 0, t] = self._sample(params.float(), noise[t], rows)
         return audio[:, 0]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
+from pwavenet import teacher
 from pwavenet.layers import CausalConv1d, dilations, receptive_field
 from pwavenet.teacher import WaveNet
 
@@ -99,6 +102,49 @@ def test_cached_generation_samples_like_the_naive_generator():
     fast, _ = model.generate(mel, generator=torch.Generator().manual_seed(3))
     slow = model.generate_naive(mel, generator=torch.Generator().manual_seed(3))
     torch.testing.assert_close(fast, slow, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("output", ["mol", "gaussian"])
+def test_torch_step_loop_equals_numpy_step_loop(output, monkeypatch):
+    # On the CPU the step loop runs on numpy arrays; elsewhere (CUDA) the same code runs on
+    # tensors. Force the tensor path on the CPU: same samples, same parameters.
+    model = tiny(output)
+    audio, mel = inputs(batch=2, frames=10)  # 160 steps: more than one conditioning chunk
+    seeds = [torch.Generator().manual_seed(s) for s in (7, 7)]
+    fast, fast_params = model.generate(mel, generator=seeds[0], return_params=True)
+    monkeypatch.setattr(teacher, "step_array_like", lambda t: t.new_empty(0))
+    slow, slow_params = model.generate(mel, generator=seeds[1], return_params=True)
+    torch.testing.assert_close(slow, fast, atol=1e-5, rtol=0)
+    torch.testing.assert_close(slow_params, fast_params, atol=1e-5, rtol=0)
+    with torch.no_grad():
+        forced_params = model(audio, mel)
+    _, params = model.generate(mel, forced=audio[:, 0], return_params=True)
+    torch.testing.assert_close(params, forced_params, atol=1e-4, rtol=0)
+
+
+def test_cached_generation_with_speakers_reproduces_teacher_forcing():
+    model = tiny(speakers=3, speaker_channels=4)
+    audio, mel = inputs()
+    speaker = torch.tensor([2, 0])
+    with torch.no_grad():
+        forced_params = model(audio, mel, speaker)
+    _, params = model.generate(mel, speaker=speaker, forced=audio[:, 0], return_params=True)
+    torch.testing.assert_close(params, forced_params, atol=1e-4, rtol=0)
+
+
+def test_progress_may_stop_generation_early():
+    model = tiny()
+    _, mel = inputs(batch=1, frames=2)
+
+    def first(n):
+        return lambda steps: itertools.islice(steps, n)
+
+    full, _ = model.generate(mel, generator=torch.Generator().manual_seed(1))
+    part, _ = model.generate(mel, generator=torch.Generator().manual_seed(1), progress=first(9))
+    assert torch.equal(part[:, :9], full[:, :9]) and torch.all(part[:, 9:] == 0)
+    naive = model.generate_naive(mel, generator=torch.Generator().manual_seed(1), progress=first(9))
+    torch.testing.assert_close(naive[:, :9], full[:, :9], atol=1e-4, rtol=0)
+    assert torch.all(naive[:, 9:] == 0)
 
 
 def test_batched_generation_equals_per_utterance():

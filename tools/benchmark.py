@@ -1,0 +1,333 @@
+#!/usr/bin/env python
+"""Measure the models and print a Markdown table (performance claims come from here, never from
+a timed test).
+
+Example: ``python tools/benchmark.py --device cpu --configs tiny,practical --seconds 5``.
+Every entry of ``BENCHMARKS`` is a function from :class:`Settings` to table rows (dicts from
+column to value); the table shows the union of their columns, so the student's rows can be
+added as one more function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import itertools
+import math
+import platform
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pwavenet.teacher import WaveNet
+
+# Teacher sizes: the mel settings (80 mels, hop 256) are the same; ``train`` is the batch of a
+# training step, (clips, samples per clip).
+TEACHERS: dict[str, dict] = {
+    "tiny": {
+        "model": dict(
+            layers=6, cycles=2, residual_channels=32, gate_channels=64, skip_channels=32, mixtures=3
+        ),
+        "train": (4, 2048),
+    },
+    "practical": {
+        "model": dict(
+            layers=24,
+            cycles=4,
+            residual_channels=128,
+            gate_channels=256,
+            skip_channels=128,
+            mixtures=10,
+        ),
+        "train": (4, 7680),
+    },
+}
+COMMON = dict(n_mels=80, kernel_size=3, upsample_scales=(4, 4, 16))
+NAIVE_STEPS = 512  # the naive sampler times at most this many steps
+
+
+@dataclass
+class Settings:
+    device: torch.device
+    configs: list[str]
+    seconds: float  # time budget of each measurement
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def best_time(fn: Callable[[], object], seconds: float, device: torch.device) -> float:
+    """Seconds of the fastest of repeated calls of ``fn``, repeated until ``seconds`` have
+    passed (at least twice, at most 50 times): the best run is the least disturbed one."""
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < 2 or (time.perf_counter() - start < seconds and len(times) < 50):
+        sync(device)
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+class PeakMemory:
+    """Peak memory in MiB while the ``with`` block runs: on CUDA the allocator's peak
+    (``torch.cuda.max_memory_allocated``), on the CPU the process's peak resident set size
+    (``VmHWM``, reset first through ``/proc/self/clear_refs``)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.mib = device, math.nan
+
+    @staticmethod
+    def describe(device: torch.device) -> str:
+        if device.type == "cuda":
+            return "CUDA allocator peak (torch.cuda.max_memory_allocated)"
+        return "process peak resident set size (VmHWM)"
+
+    def __enter__(self) -> PeakMemory:
+        gc.collect()
+        try:  # glibc keeps freed memory resident; give it back so that the peak is this block's
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            try:
+                Path("/proc/self/clear_refs").write_text("5")
+            except OSError:  # not Linux: the peak since the process started
+                pass
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.type == "cuda":
+            self.mib = torch.cuda.max_memory_allocated(self.device) / 2**20
+            return
+        try:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    self.mib = int(line.split()[1]) / 1024
+        except OSError:
+            import resource
+
+            self.mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+# --------------------------------------------------------------------------- the teacher
+
+
+def train_rate(model: WaveNet, clips: int, length: int, s: Settings) -> tuple[float, float]:
+    """Samples per second of a teacher-forced training step (forward, backward, Adam) on
+    ``clips x length`` samples, and the peak memory in MiB."""
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    g = torch.Generator().manual_seed(0)
+    audio = ((torch.rand(clips, 1, length, generator=g) * 2 - 1) * 0.5).to(s.device)
+    mel = torch.randn(clips, model.n_mels, length // model.hop_length, generator=g).to(s.device)
+
+    def step() -> None:
+        loss = -model.log_prob(audio, mel).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    step()  # warm-up: lazy initialisation and the optimizer state
+    with PeakMemory(s.device) as mem:
+        seconds = best_time(step, s.seconds, s.device)
+    model.eval()
+    return clips * length / seconds, mem.mib
+
+
+def cached_rate(model: WaveNet, batch: int, s: Settings) -> tuple[float, float]:
+    """Samples per second (all utterances together) of :meth:`WaveNet.generate` on ``batch``
+    utterances, setup included, and the peak memory in MiB. A one-frame run sizes the
+    measured runs to about a third of the budget."""
+    hop = model.hop_length
+
+    def runner(frames: int) -> Callable[[], object]:
+        g = torch.Generator().manual_seed(0)
+        mel = torch.randn(batch, model.n_mels, frames, generator=g).to(s.device)
+        return lambda: model.generate(mel, generator=torch.Generator().manual_seed(1))
+
+    steps_per_second = hop / best_time(runner(1), 0.0, s.device)
+    frames = max(1, round(steps_per_second * s.seconds / 3 / hop))
+    run = runner(frames)
+    with PeakMemory(s.device) as mem:
+        seconds = best_time(run, s.seconds, s.device)
+    return batch * frames * hop / seconds, mem.mib
+
+
+def naive_rate(model: WaveNet, s: Settings) -> float:
+    """Samples per second of :meth:`WaveNet.generate_naive` at batch 1 and full context: its
+    loop starts at step ``receptive_field - 1`` (the history is silence, which costs the same
+    as audio), one untimed step, then steps until the budget is spent."""
+    skip = model.receptive_field - 1
+    frames = math.ceil((skip + 1 + NAIVE_STEPS) / model.hop_length)
+    mel = torch.randn(1, model.n_mels, frames, generator=torch.Generator().manual_seed(0))
+    timed = {"steps": 0, "seconds": math.nan}
+
+    def timer(steps: Iterable[int]) -> Iterator[int]:
+        it = itertools.islice(steps, skip, skip + 1 + NAIVE_STEPS)
+        yield next(it)  # warm-up
+        sync(s.device)
+        start = time.perf_counter()
+        for t in it:
+            yield t
+            timed["steps"] += 1
+            if timed["steps"] >= 2 and time.perf_counter() - start >= s.seconds:
+                break
+        sync(s.device)
+        timed["seconds"] = time.perf_counter() - start
+
+    model.generate_naive(mel.to(s.device), progress=timer)
+    return timed["steps"] / timed["seconds"]
+
+
+def teacher_rows(s: Settings) -> list[dict[str, object]]:
+    rows = []
+    for name in s.configs:
+        torch.manual_seed(0)
+        model = WaveNet(**COMMON, **TEACHERS[name]["model"]).to(s.device).eval()
+        clips, length = TEACHERS[name]["train"]
+        one, _ = cached_rate(model, 1, s)
+        eight, gen_mib = cached_rate(model, 8, s)
+        naive = naive_rate(model, s)
+        train, train_mib = train_rate(model, clips, length, s)
+        rows.append(
+            {
+                "model": f"teacher {name}",
+                "params": sum(p.numel() for p in model.parameters()),
+                "receptive field": model.receptive_field,
+                "train batch": f"{clips} x {length}",
+                "train (samples/s)": train,
+                "train peak (MiB)": train_mib,
+                "cached B=1 (samples/s)": one,
+                "cached B=8 (samples/s, all 8)": eight,
+                "naive B=1 (samples/s)": naive,
+                "cached / naive": one / naive,
+                "generate B=8 peak (MiB)": gen_mib,
+            }
+        )
+        del model
+        gc.collect()
+    return rows
+
+
+BENCHMARKS: list[Callable[[Settings], list[dict[str, object]]]] = [teacher_rows]
+
+
+# --------------------------------------------------------------------------- the table
+
+
+def cell(value: object) -> str:
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+    return str(value)
+
+
+def markdown(rows: Sequence[dict[str, object]]) -> str:
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        lines.append("| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def header(s: Settings) -> str:
+    return (
+        f"Device: {device_name(s.device)} ({s.device.type}), {torch.get_num_threads()} torch "
+        f"threads, float32, torch {torch.__version__}, numpy {np.__version__}. Best of repeated "
+        f"runs within {s.seconds:g} s per measurement. Memory: {PeakMemory.describe(s.device)}."
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="benchmark",
+        description=(
+            "Measure the teacher (parameters, receptive field, training throughput, cached and "
+            "naive generation speed, peak memory) for named configurations and print the "
+            "results as a Markdown table."
+        ),
+    )
+    parser.add_argument(
+        "--device",
+        choices=["cpu", "cuda"],
+        default="cpu",
+        help="Where to run the models (default: cpu).",
+    )
+    parser.add_argument(
+        "--configs",
+        default="tiny,practical",
+        help=f"Comma-separated configurations out of {', '.join(TEACHERS)} "
+        "(default: tiny,practical).",
+    )
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=5.0,
+        help="The time budget of each measurement in seconds; every measurement runs at least "
+        "twice (default: 5).",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="The number of torch threads (default: torch's own choice).",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="Also write the table, with its header line, to this Markdown file.",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    unknown = [c for c in configs if c not in TEACHERS]
+    if unknown or not configs:
+        parser.error(f"unknown configuration(s) {unknown}; choose from {', '.join(TEACHERS)}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda, but torch sees no CUDA device")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    s = Settings(torch.device(args.device), configs, args.seconds)
+    rows = [row for bench in BENCHMARKS for row in bench(s)]
+    text = f"{header(s)}\n\n{markdown(rows)}\n"
+    print(text, end="")
+    if args.out:
+        args.out.write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
