@@ -117,6 +117,11 @@ class WaveNet(nn.Module):
 
     def condition(self, mel: torch.Tensor, speaker: torch.Tensor | None = None) -> torch.Tensor:
         """Per-layer conditioning ``(B, layers * gate, F * hop)`` from ``mel: (B, n_mels, F)``."""
+        return self.cond(self.features(mel, speaker))
+
+    def features(self, mel: torch.Tensor, speaker: torch.Tensor | None = None) -> torch.Tensor:
+        """Upsampled mel (and speaker embedding) ``(B, n_mels [+ spk], F * hop)``, before the
+        per-layer projection: small enough to hold for long utterances, unlike its projection."""
         if mel.dim() != 3 or mel.shape[1] != self.n_mels:
             raise ValueError(f"mel must be (B, {self.n_mels}, frames), got {tuple(mel.shape)}")
         c = self.upsampler(mel)
@@ -125,7 +130,7 @@ class WaveNet(nn.Module):
                 raise ValueError("this teacher needs speaker ids")
             emb = self.speaker(speaker)[:, :, None].expand(-1, -1, c.shape[-1])
             c = torch.cat([c, emb], dim=1)
-        return self.cond(c)
+        return c
 
     # ------------------------------------------------------------------ teacher forcing
 
@@ -272,7 +277,7 @@ class WaveNet(nn.Module):
             for b, n in enumerate(lengths):
                 last = -(-n // self.hop_length)
                 mel[b, :, last:] = mel[b, :, last - 1 : last]
-        cond = self.condition(mel, speaker)
+        cond = self.features(mel, speaker)  # projected per layer a chunk at a time
         batch, _, steps = cond.shape
         like = step_array_like(cond)
         xp = array_module(like)
@@ -305,22 +310,23 @@ class WaveNet(nn.Module):
             return audio, None
         return audio, torch.as_tensor(params, device=cond.device).permute(1, 2, 0).contiguous()
 
-    def _step_conds(self, cond: torch.Tensor, like: Array) -> Iterator[Array]:
-        """Each step's conditioning ``(layers, B, G)`` from ``cond: (B, layers * G, T)``, as the
+    def _step_conds(self, features: torch.Tensor, like: Array) -> Iterator[Array]:
+        """Each step's conditioning ``(layers, B, G)`` from ``features: (B, C, T)``, as the
         blocks' steps take it (:meth:`~pwavenet.layers.ResidualBlock.cond_affine`), laid out
         a chunk of steps at a time in a buffer that stays in cache. Transposing one
         ``(G, steps)`` matrix at a time is several times faster than one strided copy."""
-        batch, _, steps = cond.shape
+        batch, _, steps = features.shape
+        layers, gate = len(self.blocks), self.gate_channels
         per_block = zip(*map(ResidualBlock.cond_affine, self.blocks), strict=True)
         scale, shift = (torch.stack(a)[:, None] for a in per_block)  # (layers, 1, G)
-        cond = cond.view(batch, len(self.blocks), self.gate_channels, steps)
-        chunk = cond.new_empty((min(steps, _COND_CHUNK), len(self.blocks), batch, cond.shape[2]))
+        chunk = features.new_empty((min(steps, _COND_CHUNK), layers, batch, gate))
         rows = chunk.numpy() if isinstance(like, np.ndarray) else chunk
         for t in range(0, steps, _COND_CHUNK):
             n = min(steps - t, _COND_CHUNK)
+            cond = self.cond(features[:, :, t : t + n]).view(batch, layers, gate, n)
             for b in range(batch):
                 for layer in range(len(self.blocks)):
-                    chunk[:n, layer, b].copy_(cond[b, layer, :, t : t + n].t())
+                    chunk[:n, layer, b].copy_(cond[b, layer].t())
             torch.addcmul(shift, chunk[:n], scale, out=chunk[:n])
             yield from rows[:n]
 
