@@ -14,7 +14,6 @@ training segment of ``S`` samples (``S`` a multiple of ``hop``) starting at fram
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import random
 import re
@@ -33,7 +32,7 @@ from torch.utils.data import Dataset
 from .audio import LogMelSpectrogram, read_audio
 from .config import AudioConfig, DataConfig, config_to_dict, feature_hash
 from .errors import AudioError, DataError
-from .fileio import atomic_path, write_json
+from .fileio import atomic_path, read_json, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -295,12 +294,7 @@ class FeatureCache:
         path = self.root / MANIFEST
         if not path.is_file():
             raise DataError(f"{path}: no feature cache here (run `pwavenet preprocess` first)")
-        try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise DataError(f"{path}: unreadable manifest ({exc})") from None
-        if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
-            raise DataError(f"{path}: not a pwavenet feature manifest")
+        manifest = read_json(path, MANIFEST_FORMAT, DataError, "feature manifest")
         self.manifest = manifest
         self.audio = AudioConfig(**manifest["audio"])
         if audio_cfg is not None and manifest["feature_hash"] != feature_hash(audio_cfg):

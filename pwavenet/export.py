@@ -11,7 +11,6 @@ Nothing here unpickles: weights are safetensors and metadata is JSON.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from torch import nn
 
 from .config import AudioConfig, Config, config_to_dict, save_config
 from .errors import PwavenetError
-from .fileio import write_json
+from .fileio import read_json, write_json
 
 __all__ = ["ExportError", "load_export", "load_teacher", "save_export"]
 
@@ -77,12 +76,7 @@ def load_export(path: str | Path, kind: str) -> tuple[dict[str, torch.Tensor], d
     meta_file = path / META
     if not meta_file.is_file():
         raise ExportError(f"{path}: not a pwavenet export (no {META})")
-    try:
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ExportError(f"{meta_file}: unreadable ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ExportError(f"{meta_file}: not a pwavenet export description")
+    meta = read_json(meta_file, FORMAT, ExportError, "export description")
     if meta.get("kind") != kind:
         raise ExportError(f"{path}: is a {meta.get('kind')} export, not a {kind}")
     try:

@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .errors import PwavenetError
+
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
@@ -33,3 +35,16 @@ def write_json(path: str | Path, data: Any) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     return Path(path)
+
+
+def read_json(path: str | Path, fmt: str, error: type[PwavenetError], what: str) -> dict[str, Any]:
+    """Read a JSON object whose ``"format"`` is ``fmt``; anything else raises ``error`` with a
+    one-line message naming the file (``what`` says what the file should have been)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise error(f"{path}: unreadable {what} ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != fmt:
+        raise error(f"{path}: not a pwavenet {what}")
+    return data

@@ -322,11 +322,11 @@ def load_tool():
 
 def test_tool_writes_a_corpus_and_reports_errors_in_one_line(tmp_path, capsys):
     tool = load_tool()
-    argv = ["--num-utterances", "2", "--seed", "1", "--sample-rate", "8000", "--max-seconds", "1.5"]
+    argv = ["--utterances", "2", "--seed", "1", "--sample-rate", "8000", "--max-seconds", "1.5"]
     assert tool.main([str(tmp_path / "corpus"), *argv]) == 0
-    assert capsys.readouterr().out.startswith("wrote 2 utterances")
+    assert capsys.readouterr().out.startswith("make-corpus: wrote 2 utterances")
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "x.txt").write_text("x")
     assert tool.main([str(tmp_path / "other"), *argv]) == 1
     err = capsys.readouterr().err.strip()
-    assert err.startswith("make_corpus: error: ") and "\n" not in err
+    assert err.startswith("pwavenet: error: ") and "\n" not in err

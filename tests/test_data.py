@@ -217,7 +217,7 @@ def test_cache_made_with_other_settings_is_refused(tmp_path):
     with pytest.raises(DataError, match="run `pwavenet preprocess` first"):
         FeatureCache(tmp_path / "nothing")
     (tmp_path / "dump" / "manifest.json").write_text("{broken")
-    with pytest.raises(DataError, match="unreadable manifest"):
+    with pytest.raises(DataError, match="unreadable feature manifest"):
         FeatureCache(tmp_path / "dump")
 
 

@@ -156,3 +156,16 @@ def test_two_processes_equal_one_with_the_same_global_batch(dump, tmp_path):
         torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=0, msg=k)
     start = build_teacher(tiny_config()).state_dict()
     assert any(not torch.equal(a[k], start[k]) for k in a)  # training moved the weights
+
+
+def test_bf16_autocast_trains_with_float32_loss_math(dump, tmp_path):
+    cfg = tiny_config("train.mixed_precision=bf16", "train.max_steps=3", "train.log_every=1")
+    trainer = make_teacher_trainer(cfg, dump, tmp_path / "run", cpu=True)
+    start = {k: v.clone() for k, v in trainer.unwrapped.state_dict().items()}
+    audio, mel = torch.zeros(1, 1, 640), torch.zeros(1, 20, 10)
+    with trainer.accelerator.autocast():
+        assert trainer.model(audio, mel).dtype == torch.bfloat16  # autocast is really on
+    metrics = trainer.fit()
+    assert 0 < metrics["nll/bits"] < 25
+    assert all(v.dtype == torch.float32 for v in trainer.unwrapped.state_dict().values())
+    assert any(not torch.equal(v, start[k]) for k, v in trainer.unwrapped.state_dict().items())
