@@ -2,9 +2,20 @@
 synthesis.
 
 Importing the package is cheap: submodules (``pwavenet.config``, ``pwavenet.audio``,
-``pwavenet.data``, ``pwavenet.distributions``, ``pwavenet.corpus``) are imported on use.
+``pwavenet.data``, ``pwavenet.teacher``, ...) and the loaders below are imported on first use.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 __version__ = "0.1.0"
+__all__ = ["__version__", "load_teacher"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "load_teacher":  # pwavenet.load_teacher(path): an export, no training code
+        from .export import load_teacher
+
+        return load_teacher
+    raise AttributeError(f"module 'pwavenet' has no attribute {name!r}")
