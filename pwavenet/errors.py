@@ -20,3 +20,7 @@ class AudioError(PwavenetError):
 
 class DataError(PwavenetError):
     """A corpus or feature cache is missing, empty or was made with other settings."""
+
+
+class CorpusError(PwavenetError):
+    """The corpus cannot be made: the one-line message names the path or argument and the cause."""

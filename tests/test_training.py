@@ -28,6 +28,16 @@ from pwavenet.training import (
 HERE = Path(__file__).parent
 
 
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state():
+    """accelerate keeps one process-wide state; each test builds its trainer from scratch."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
 @pytest.fixture(scope="module")
 def dump(tmp_path_factory):
     return make_dump(tmp_path_factory.mktemp("teacher"))
