@@ -169,11 +169,16 @@ class WaveNet(nn.Module):
         For the Gaussian head this is the density at the sample times the bin width, which makes
         bits per sample comparable between heads.
         """
-        dist = self.distribution(self(audio, mel, speaker))
-        x = audio[:, 0].float()
-        if self.output == "mol":
-            return dist.log_prob(x)
-        return dist.log_prob(x) + math.log(2 * HALF_BIN)
+        return self.sample_log_prob(self(audio, mel, speaker), audio)
+
+    def sample_log_prob(self, params: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        """Log probability (nats) of ``audio (B, 1, T)`` under output ``params (B, C_out, T)``,
+        computed in float32 whatever the autocast dtype. ``(B, T)``."""
+        with torch.autocast(device_type=params.device.type, enabled=False):
+            lp = self.distribution(params.float()).log_prob(audio[:, 0].float())
+        if self.output == "gaussian":
+            lp = lp + math.log(2 * HALF_BIN)
+        return lp
 
     # ------------------------------------------------------------------ generation
 

@@ -310,7 +310,8 @@ class Trainer:
                     return self._skip(metrics)
                 acc.backward(loss)
                 if acc.sync_gradients:
-                    norm = acc.clip_grad_norm_(self.model.parameters(), cfg_clip(self.optim_cfg))
+                    limit = _clip_threshold(self.optim_cfg)
+                    norm = acc.clip_grad_norm_(self.model.parameters(), limit)
                     sums["grad/norm"] = float(norm)
                     lr = self.optim_cfg.lr * self.lr_at(self.progress.step)
                     for group in self.optimizer.param_groups:
@@ -345,7 +346,7 @@ class Trainer:
         return None
 
 
-def cfg_clip(cfg: OptimConfig) -> float:
+def _clip_threshold(cfg: OptimConfig) -> float:
     """Clipping threshold; 0 disables clipping (an infinite threshold still reports the norm)."""
     return cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
 

@@ -18,7 +18,6 @@ from torch.utils.data import DataLoader
 
 from .config import Config, save_config
 from .data import Collate, EpochSampler, FeatureCache, SegmentDataset
-from .distributions import HALF_BIN
 from .errors import DataError
 from .export import save_export
 from .teacher import WaveNet
@@ -89,17 +88,10 @@ class TeacherTask:
 
 
 def _log_prob(model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
-    # Call forward through the (possibly DDP-wrapped) module so gradients synchronise; the loss
-    # math runs in float32 whatever the autocast dtype.
+    # Call forward through the (possibly DDP-wrapped) module so gradients synchronise.
     params = model(batch["audio"], batch["mel"], batch.get("speaker"))
     core = model.module if hasattr(model, "module") else model
-    with torch.autocast(device_type=params.device.type, enabled=False):
-        dist = core.distribution(params.float())
-        x = batch["audio"][:, 0].float()
-        lp = dist.log_prob(x)
-        if core.output == "gaussian":
-            lp = lp + math.log(2 * HALF_BIN)
-    return lp
+    return core.sample_log_prob(params, batch["audio"])
 
 
 def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
