@@ -178,9 +178,8 @@ class ResidualBlock(nn.Module):
     without ``residual`` the input passes through unchanged).
 
     ``forward(x: (B, R, T), cond: (B, G, T) or None)``: ``cond`` is the *already projected*
-    conditioning for this layer, so that a model can project the
-    upsampled mel for every layer with one matmul and split it (SPEC section 8: slicing one big
-    tensor per layer made autograd allocate full-size gradients; ``torch.split`` avoids that).
+    conditioning for this layer (the model owns the projections, so that generation can stack
+    them into one matrix and project a chunk of steps for every layer at once).
     """
 
     def __init__(
