@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "load_teacher"]
+__all__ = ["__version__", "load_student", "load_teacher"]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "load_teacher":  # pwavenet.load_teacher(path): an export, no training code
-        from .export import load_teacher
+    if name in ("load_teacher", "load_student"):  # exports, no training code needed
+        from . import export
 
-        return load_teacher
+        return getattr(export, name)
     raise AttributeError(f"module 'pwavenet' has no attribute {name!r}")

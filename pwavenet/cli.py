@@ -238,45 +238,119 @@ def _run_eval_teacher(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_generate(sub: argparse._SubParsersAction) -> Handler:
+def _add_distill(sub: argparse._SubParsersAction) -> Handler:
     p = sub.add_parser(
-        "generate",
-        help="Synthesize audio from mels or audio files with a trained model.",
+        "distill",
+        help="Distill an IAF student from a trained teacher (probability density distillation).",
+        description=(
+            "Train the inverse-autoregressive-flow student against the frozen teacher given by "
+            "distill.teacher (an export folder): KL(student || teacher) by Monte Carlo, plus the "
+            "power (STFT) loss. The run folder receives config.yaml, log.jsonl, checkpoints/ "
+            "(resumed automatically) and export/ (which records the teacher's path and sha256). "
+            "Runs on one CPU or GPU as is, and on many GPUs or nodes under `accelerate launch`."
+        ),
+    )
+    p.add_argument("--dump", type=Path, required=True, help="Feature cache folder.")
+    p.add_argument("--out", type=Path, required=True, help="Run folder to write.")
+    p.add_argument(
+        "--teacher", type=Path, help="Teacher export folder (same as distill.teacher=...)."
+    )
+    p.add_argument(
+        "--no-resume", action="store_true", help="Start from scratch even if checkpoints exist."
+    )
+    p.add_argument("--cpu", action="store_true", help="Train on the CPU even if a GPU is present.")
+    _add_config_args(p)
+    return _run_distill
+
+
+def _run_distill(args: argparse.Namespace) -> int:
+    from accelerate import PartialState
+
+    from .config import load_config
+    from .distillation import train_student
+
+    overrides = list(args.overrides)
+    if args.teacher is not None:
+        overrides.append(f"distill.teacher={args.teacher}")
+    cfg = load_config(args.config, overrides)
+    main_process = PartialState(cpu=args.cpu).is_main_process
+    export = train_student(
+        cfg,
+        args.dump,
+        args.out,
+        resume=not args.no_resume,
+        cpu=args.cpu,
+        progress=_progress("distill", "step") if main_process else None,
+    )
+    if main_process:
+        print(f"distill: {cfg.train.max_steps} steps done; export in {export}")
+    return 0
+
+
+def _add_synthesize(sub: argparse._SubParsersAction) -> Handler:
+    p = sub.add_parser(
+        "synthesize",
+        aliases=["generate"],
+        help="Synthesize audio from mels or audio files with a student or a teacher.",
         description=(
             "Synthesize a WAV for every input: audio files (their mel is computed with the "
             "model's feature settings) or .npy mel arrays (n_mels, frames); files, folders, or "
-            "@list.txt. The teacher samples autoregressively with its cached generator."
+            "@list.txt. A student export synthesizes in one parallel pass (in chunks for long "
+            "inputs); a teacher export samples autoregressively with its cached generator."
         ),
     )
-    p.add_argument("model_dir", type=Path, help="Export folder of the model.")
+    p.add_argument("model_dir", type=Path, help="Export folder of the model (run/export).")
     p.add_argument("inputs", nargs="+", help="Input files, folders or @list.txt.")
     p.add_argument("--out", type=Path, required=True, help="Folder for the WAV files.")
-    p.add_argument("--model", choices=("teacher",), default="teacher", help="Which model it is.")
-    p.add_argument("--batch-size", type=int, default=1, help="Utterances generated together.")
+    p.add_argument(
+        "--model",
+        choices=("auto", "student", "teacher"),
+        default="auto",
+        help="Which model the export must be (auto: whichever it is).",
+    )
+    p.add_argument("--batch-size", type=int, default=1, help="Utterances synthesized together.")
+    p.add_argument(
+        "--chunk-seconds",
+        type=float,
+        default=5.0,
+        help="Student: synthesize this many seconds at a time (same output, bounded memory); "
+        "0 for one pass.",
+    )
     p.add_argument("--seed", type=int, default=0, help="Sampling seed.")
     p.add_argument("--device", default="cpu", help="Torch device, e.g. cpu or cuda.")
-    return _run_generate
+    return _run_synthesize
 
 
-def _run_generate(args: argparse.Namespace) -> int:
-    from .export import load_teacher
-    from .synthesis import collect_inputs, generate_teacher, load_inputs
+def _run_synthesize(args: argparse.Namespace) -> int:
+    from .export import ExportError, export_kind, load_student, load_teacher
+    from .synthesis import collect_inputs, load_inputs, synthesize
 
-    model = load_teacher(args.model_dir, args.device)
+    kind = export_kind(args.model_dir)
+    if args.model != "auto" and args.model != kind:
+        raise ExportError(f"{args.model_dir}: is a {kind} export, not a {args.model}")
+    model = (load_student if kind == "student" else load_teacher)(args.model_dir, args.device)
     utterances = load_inputs(collect_inputs(args.inputs), model.audio)
-    rows = generate_teacher(
+    chunk = int(args.chunk_seconds * model.audio.sample_rate) or None
+    rows = synthesize(
         model,
         utterances,
         args.out,
         batch_size=args.batch_size,
         seed=args.seed,
-        progress=_progress("generate", "sample"),
+        chunk_samples=chunk,
+        progress=_progress(f"synthesize ({kind})", "batch" if kind == "student" else "sample"),
     )
     for r in rows:
         print(
             f"{r['id']}: {r['seconds']:.2f} s, {r['samples_per_s']:.0f} samples/s, "
-            f"real-time factor {r['rtf']:.2f}"
+            f"real-time factor {r['rtf']:.3f}"
         )
+    seconds = sum(float(r["seconds"]) for r in rows)
+    mean_rtf = sum(float(r["rtf"]) * float(r["seconds"]) for r in rows) / max(seconds, 1e-9)
+    print(
+        f"synthesize: {len(rows)} files ({seconds:.1f} s of audio) in {args.out}; "
+        f"mean real-time factor {mean_rtf:.3f}"
+    )
     return 0
 
 
@@ -287,7 +361,8 @@ SUBCOMMANDS = (
     _add_preprocess,
     _add_train_teacher,
     _add_eval_teacher,
-    _add_generate,
+    _add_distill,
+    _add_synthesize,
 )
 
 
@@ -308,8 +383,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     for add in SUBCOMMANDS:
         before = set(sub.choices)
         handler = add(sub)
-        (name,) = set(sub.choices) - before
-        handlers[name] = handler
+        for name in set(sub.choices) - before:  # a subcommand and its aliases
+            handlers[name] = handler
     return parser, handlers
 
 

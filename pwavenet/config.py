@@ -113,7 +113,7 @@ class StudentConfig:
     """IAF student architecture (SPEC section 3)."""
 
     flow_layers: list[int] = field(default_factory=lambda: [10, 10, 10, 30])  # layers per flow
-    cycles_per_flow: int = 1  # dilation cycles inside each flow
+    layers_per_cycle: int = 10  # dilations double for this many layers, then repeat
     kernel_size: int = 3
     residual_channels: int = 64
     gate_channels: int = 128
@@ -123,18 +123,20 @@ class StudentConfig:
     upsample_scales: list[int] = field(default_factory=lambda: [4, 4, 16])
 
 
+LOSS_TERMS = ("kl", "power")  # the terms distill.loss_weights may weight
+
+
 @dataclass
 class DistillConfig:
     """Probability density distillation (SPEC sections 4 and 5)."""
 
     teacher: str = ""  # path of the teacher export to distill from
     samples: int = 16  # Monte Carlo draws M per step for the cross-entropy
-    loss_weights: dict[str, float] = field(
-        default_factory=lambda: {"kl": 1.0, "power": 1.0, "contrastive": 0.0}
-    )
+    loss_weights: dict[str, float] = field(default_factory=lambda: {"kl": 1.0, "power": 1.0})
     power_loss: Literal["power", "magnitude", "mrstft"] = "power"
-    contrastive_gamma: float = 0.3
+    contrastive_gamma: float = 0.0  # > 0 subtracts gamma * KL(student || teacher on other mel)
     gaussian_regularizer: float = 4.0  # lambda of ClariNet's log-scale regulariser
+    init_upsampler: bool = True  # start the student's mel upsampler from the teacher's
 
 
 @dataclass
@@ -185,6 +187,19 @@ class Config:
                 f"{where}: data.segment_length ({self.data.segment_length}) must be a multiple "
                 f"of audio.hop_length ({self.audio.hop_length})"
             )
+        unknown = sorted(set(self.distill.loss_weights) - set(LOSS_TERMS))
+        if unknown:
+            raise ConfigError(
+                f"{where}: distill.loss_weights has unknown term '{unknown[0]}' "
+                f"(terms: {', '.join(LOSS_TERMS)})"
+            )
+        per_cycle = self.student.layers_per_cycle
+        for flow in self.student.flow_layers:
+            if flow < 1 or per_cycle < 1 or flow % min(per_cycle, flow):
+                raise ConfigError(
+                    f"{where}: each of student.flow_layers {self.student.flow_layers} must be "
+                    f"positive and a multiple of student.layers_per_cycle ({per_cycle}) or less"
+                )
         for name in ("teacher", "student"):
             scales = getattr(self, name).upsample_scales
             if _product(scales) != self.audio.hop_length:

@@ -180,6 +180,14 @@ class _LocScale:
     def _noise(self, shape: torch.Size, generator: torch.Generator | None) -> Tensor:
         raise NotImplementedError
 
+    def log_prob(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def log_density(self, x: Tensor) -> Tensor:
+        """The log density at x (the same as :meth:`log_prob` for these continuous families;
+        the name the teacher's mixture shares, so the distillation scores either)."""
+        return self.log_prob(x)
+
     def rsample(
         self, sample_shape: Sequence[int] = (), generator: torch.Generator | None = None
     ) -> Tensor:

@@ -24,7 +24,14 @@ from .config import AudioConfig, Config, config_to_dict, save_config
 from .errors import PwavenetError
 from .fileio import read_json, write_json
 
-__all__ = ["ExportError", "load_export", "load_teacher", "save_export"]
+__all__ = [
+    "ExportError",
+    "export_kind",
+    "load_export",
+    "load_student",
+    "load_teacher",
+    "save_export",
+]
 
 FORMAT = "pwavenet-export/1"
 WEIGHTS, META = "model.safetensors", "model.json"
@@ -123,3 +130,34 @@ def load_teacher(path: str | Path, device: str | torch.device = "cpu") -> Any:
     load_state_strict(model, state, str(path))
     model.audio = AudioConfig(**meta["audio"])
     return model.to(device).eval()
+
+
+def load_student(path: str | Path, device: str | torch.device = "cpu") -> Any:
+    """Load a student export as an eval-mode :class:`~pwavenet.student.Student`.
+
+    Like :func:`load_teacher`, the model has ``.audio`` attached; ``.teacher`` holds the path
+    and sha256 of the teacher export it was distilled from.
+    """
+    from .student import Student
+
+    state, meta = load_export(path, "student")
+    try:
+        model = Student(**meta["model_args"])
+    except (TypeError, ValueError) as exc:
+        raise ExportError(f"{path}: invalid student description ({exc})") from None
+    load_state_strict(model, state, str(path))
+    model.audio = AudioConfig(**meta["audio"])
+    extra = meta.get("extra", {})
+    model.teacher = {"path": extra.get("teacher"), "sha256": extra.get("teacher_sha256")}
+    return model.to(device).eval()
+
+
+def export_kind(path: str | Path) -> str:
+    """``"teacher"`` or ``"student"``: what an export folder holds."""
+    path = Path(path)
+    if not (path / META).is_file():
+        raise ExportError(f"{path}: not a pwavenet export (no {META})")
+    kind = read_json(path / META, FORMAT, ExportError, "export description").get("kind")
+    if kind not in ("teacher", "student"):
+        raise ExportError(f"{path}: unknown export kind {kind!r}")
+    return kind

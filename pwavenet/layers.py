@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -33,8 +34,11 @@ __all__ = [
     "Upsampler",
     "array_module",
     "dilations",
+    "extend_last_frame",
+    "mel_features",
     "receptive_field",
     "step_array_like",
+    "step_conditions",
     "step_threads",
     "to_array",
     "zeros",
@@ -299,6 +303,36 @@ class ResidualBlock(nn.Module):
         return x
 
 
+def step_conditions(
+    features: torch.Tensor,
+    blocks: list[ResidualBlock],
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    like: Array,
+    chunk_steps: int = 128,
+) -> Iterator[Array]:
+    """Each step's conditioning ``(layers, B, G)`` for single-step generation, from
+    ``features: (B, C, T)`` and the blocks' stacked 1x1 projections ``weight (layers * G, C, 1)``,
+    ``bias (layers * G,)``, laid out as :meth:`ResidualBlock.step` takes it
+    (:meth:`ResidualBlock.cond_affine`). Projected ``chunk_steps`` at a time into a buffer that
+    stays in cache (the projection of a long utterance would not fit in memory); transposing one
+    ``(G, steps)`` matrix at a time is several times faster than one strided copy."""
+    batch, _, steps = features.shape
+    layers, gate = len(blocks), blocks[0].conv.out_channels
+    per_block = zip(*map(ResidualBlock.cond_affine, blocks), strict=True)
+    scale, shift = (torch.stack(a)[:, None] for a in per_block)  # (layers, 1, G)
+    chunk = features.new_empty((min(steps, chunk_steps), layers, batch, gate))
+    rows = chunk.numpy() if isinstance(like, np.ndarray) else chunk
+    for t in range(0, steps, chunk_steps):
+        n = min(steps - t, chunk_steps)
+        cond = F.conv1d(features[:, :, t : t + n], weight, bias).view(batch, layers, gate, n)
+        for b in range(batch):
+            for layer in range(layers):
+                chunk[:n, layer, b].copy_(cond[b, layer].t())
+        torch.addcmul(shift, chunk[:n], scale, out=chunk[:n])
+        yield from rows[:n]
+
+
 @dataclass
 class BlockState:
     """Per-layer state of single-step generation (see :meth:`ResidualBlock.new_state`); numpy
@@ -355,3 +389,33 @@ class Upsampler(nn.Module):
             x = torch.repeat_interleave(x, s, dim=-1)
             x = conv(x)
         return x.squeeze(1)[:, :, p * self.hop : x.shape[-1] - p * self.hop]
+
+
+def mel_features(
+    upsampler: Upsampler,
+    speaker_table: nn.Embedding | None,
+    mel: torch.Tensor,
+    speaker: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The conditioning of every sample: the upsampled mel, and the speaker embedding when the
+    model has one: ``mel (B, M, F) -> (B, M [+ spk], F * hop)``. Checks the mel's shape."""
+    if mel.dim() != 3 or mel.shape[1] != upsampler.channels:
+        raise ValueError(f"mel must be (B, {upsampler.channels}, frames), got {tuple(mel.shape)}")
+    c = upsampler(mel)
+    if speaker_table is not None:
+        if speaker is None:
+            raise ValueError("this model needs speaker ids")
+        emb = speaker_table(speaker)[:, :, None].expand(-1, -1, c.shape[-1])
+        c = torch.cat([c, emb], dim=1)
+    return c
+
+
+def extend_last_frame(mel: torch.Tensor, lengths: list[int], hop: int) -> torch.Tensor:
+    """A copy of ``mel (B, M, F)`` where the frames past each utterance's ``lengths[b]`` samples
+    repeat its last frame: padded frames then never change an utterance's samples, however far
+    the upsampler looks ahead (it replicates the edge frame at the end of a tensor too)."""
+    mel = mel.clone()
+    for b, n in enumerate(lengths):
+        last = -(-n // hop)
+        mel[b, :, last:] = mel[b, :, last - 1 : last]
+    return mel

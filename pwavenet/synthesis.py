@@ -22,7 +22,7 @@ from .config import AudioConfig
 from .data import AUDIO_EXTENSIONS
 from .errors import AudioError, DataError
 
-__all__ = ["Utterance", "collect_inputs", "generate_teacher", "load_inputs"]
+__all__ = ["Utterance", "collect_inputs", "load_inputs", "synthesize"]
 
 
 @dataclass
@@ -113,44 +113,67 @@ def _pad(batch: list[Utterance], silence: float) -> torch.Tensor:
     return mel
 
 
-def generate_teacher(
+def synthesize(
     model: torch.nn.Module,
     utterances: list[Utterance],
     out_dir: str | Path,
     *,
     batch_size: int = 1,
     seed: int = 0,
+    chunk_samples: int | None = None,
     progress: Callable[[Iterable[int]], Iterable[int]] | None = None,
 ) -> list[dict[str, float | str]]:
-    """Sample each utterance with the cached teacher generator; write ``<out>/<id>.wav``.
+    """Synthesize every utterance with a student (one parallel pass, in chunks of
+    ``chunk_samples`` when given) or a teacher (cached autoregressive sampling); write
+    ``<out>/<id>.wav``. Each utterance draws its noise from its own generator, seeded from
+    ``seed`` and its id, so the output does not depend on the batching.
 
-    Returns per-utterance rows ``{"id", "samples", "seconds", "samples_per_s", "rtf"}``.
+    ``progress`` wraps the teacher's steps or the student's batches. Returns per-utterance rows
+    ``{"id", "samples", "seconds", "samples_per_s", "rtf"}``; speed is that of the batch the
+    utterance was in (wall time of the model call, WAV writing excluded).
     """
+    from .student import Student
+
     out_dir = Path(out_dir)
     audio_cfg: AudioConfig = model.audio
     device = next(model.parameters()).device
+    student = isinstance(model, Student)
     rows = []
     silence = float(np.log(audio_cfg.log_floor))
-    for batch in _batches(utterances, batch_size):
+    batches = list(_batches(utterances, batch_size))
+    for batch in progress(batches) if progress and student else batches:
         lengths = [u.mel.shape[-1] * audio_cfg.hop_length for u in batch]
         gens = [
             torch.Generator().manual_seed(seed * 100_003 + zlib.crc32(u.id.encode())) for u in batch
         ]
+        mel = _pad(batch, silence).to(device)
+        _sync(device)
         start = time.perf_counter()
-        audio, _ = model.generate(
-            _pad(batch, silence).to(device), lengths=lengths, generator=gens, progress=progress
-        )
+        if student:
+            audio = model.synthesize(
+                mel, lengths=lengths, generator=gens, chunk_samples=chunk_samples
+            )
+        else:
+            audio, _ = model.generate(mel, lengths=lengths, generator=gens, progress=progress)
+        _sync(device)
         elapsed = time.perf_counter() - start
+        audio = audio.cpu()
         for u, n, wav in zip(batch, lengths, audio, strict=True):
+            if not torch.isfinite(wav[:n]).all():
+                raise DataError(f"{u.source}: the model produced non-finite samples")
             write_wav(out_dir / f"{u.id}.wav", wav[:n], audio_cfg.sample_rate)
-            seconds = n / audio_cfg.sample_rate
             rows.append(
                 {
                     "id": u.id,
                     "samples": n,
-                    "seconds": seconds,
+                    "seconds": n / audio_cfg.sample_rate,
                     "samples_per_s": sum(lengths) / elapsed,
                     "rtf": elapsed / max(sum(lengths) / audio_cfg.sample_rate, 1e-9),
                 }
             )
     return rows
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

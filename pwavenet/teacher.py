@@ -10,9 +10,8 @@ step and exists for tests and benchmarks.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -26,7 +25,10 @@ from .layers import (
     Upsampler,
     array_module,
     dilations,
+    extend_last_frame,
+    mel_features,
     step_array_like,
+    step_conditions,
     step_threads,
     to_array,
     zeros,
@@ -35,7 +37,6 @@ from .layers import (
 __all__ = ["WaveNet"]
 
 GAUSSIAN_LOG_SCALE_MIN = -9.0  # ClariNet clamps the Gaussian log-sigma (SPEC section 5)
-_COND_CHUNK = 128  # generation lays out the conditioning for this many steps at a time
 
 
 class WaveNet(nn.Module):
@@ -129,15 +130,7 @@ class WaveNet(nn.Module):
     def features(self, mel: torch.Tensor, speaker: torch.Tensor | None = None) -> torch.Tensor:
         """Upsampled mel (and speaker embedding) ``(B, n_mels [+ spk], F * hop)``, before the
         per-layer projection: small enough to hold for long utterances, unlike its projection."""
-        if mel.dim() != 3 or mel.shape[1] != self.n_mels:
-            raise ValueError(f"mel must be (B, {self.n_mels}, frames), got {tuple(mel.shape)}")
-        c = self.upsampler(mel)
-        if self.speaker is not None:
-            if speaker is None:
-                raise ValueError("this teacher needs speaker ids")
-            emb = self.speaker(speaker)[:, :, None].expand(-1, -1, c.shape[-1])
-            c = torch.cat([c, emb], dim=1)
-        return c
+        return mel_features(self.upsampler, self.speaker, mel, speaker)
 
     # ------------------------------------------------------------------ teacher forcing
 
@@ -284,11 +277,8 @@ class WaveNet(nn.Module):
         params (B, C_out, T) or None)``; audio past an utterance's length is zero. On the CPU
         the step loop runs on numpy arrays (:func:`~pwavenet.layers.step_array_like`).
         """
-        if lengths is not None:  # frames past an utterance's end repeat its last frame
-            mel = mel.clone()
-            for b, n in enumerate(lengths):
-                last = -(-n // self.hop_length)
-                mel[b, :, last:] = mel[b, :, last - 1 : last]
+        if lengths is not None:
+            mel = extend_last_frame(mel, lengths, self.hop_length)
         cond = self.features(mel, speaker)  # projected per layer a chunk at a time
         batch, _, steps = cond.shape
         like = step_array_like(cond)
@@ -306,7 +296,8 @@ class WaveNet(nn.Module):
         x, y = zeros(like, (batch,)), zeros(like, (batch, w_in.shape[0]))
         loop = progress(range(steps)) if progress else range(steps)
         with step_threads(like):
-            for t, conds in zip(loop, self._step_conds(cond, like), strict=False):
+            per_step = step_conditions(cond, list(self.blocks), *self._cond_matrix(), like)
+            for t, conds in zip(loop, per_step, strict=False):
                 xp.multiply(x[:, None], w_in, out=y)  # the input conv, kernel 1
                 y += b_in
                 for block, state, c in zip(self.blocks, states, conds, strict=True):
@@ -321,27 +312,6 @@ class WaveNet(nn.Module):
         if not return_params:
             return audio, None
         return audio, torch.as_tensor(params, device=cond.device).permute(1, 2, 0).contiguous()
-
-    def _step_conds(self, features: torch.Tensor, like: Array) -> Iterator[Array]:
-        """Each step's conditioning ``(layers, B, G)`` from ``features: (B, C, T)``, as the
-        blocks' steps take it (:meth:`~pwavenet.layers.ResidualBlock.cond_affine`), laid out
-        a chunk of steps at a time in a buffer that stays in cache. Transposing one
-        ``(G, steps)`` matrix at a time is several times faster than one strided copy."""
-        batch, _, steps = features.shape
-        layers, gate = len(self.blocks), self.gate_channels
-        per_block = zip(*map(ResidualBlock.cond_affine, self.blocks), strict=True)
-        scale, shift = (torch.stack(a)[:, None] for a in per_block)  # (layers, 1, G)
-        chunk = features.new_empty((min(steps, _COND_CHUNK), layers, batch, gate))
-        weight, bias = self._cond_matrix()
-        rows = chunk.numpy() if isinstance(like, np.ndarray) else chunk
-        for t in range(0, steps, _COND_CHUNK):
-            n = min(steps - t, _COND_CHUNK)
-            cond = F.conv1d(features[:, :, t : t + n], weight, bias).view(batch, layers, gate, n)
-            for b in range(batch):
-                for layer in range(len(self.blocks)):
-                    chunk[:n, layer, b].copy_(cond[b, layer].t())
-            torch.addcmul(shift, chunk[:n], scale, out=chunk[:n])
-            yield from rows[:n]
 
     @torch.no_grad()
     def generate_naive(

@@ -299,8 +299,9 @@ class Trainer:
         acc, cfg = self.accelerator, self.train_cfg
         self.model.train()
         sums: dict[str, float] = {}
-        for _ in range(cfg.grad_accum):
+        for micro in range(cfg.grad_accum):
             batch = next(batches)
+            self._seed_micro_batch(micro)
             with acc.accumulate(self.model):
                 with acc.autocast():
                     loss, metrics = self.task.loss(self.model, batch)
@@ -326,6 +327,15 @@ class Trainer:
             self.ema.update(self.unwrapped)
         sums["lr"] = self.optimizer.param_groups[0]["lr"]
         return sums
+
+    def _seed_micro_batch(self, micro: int) -> None:
+        """Make the loss's randomness (e.g. a student's noise) a pure function of the seed, the
+        step, the micro-batch, the retry and the process: a resumed run then draws what the
+        uninterrupted run drew, whatever consumed random numbers in between (a DataLoader
+        draws one whenever it starts an epoch)."""
+        p, cfg = self.progress, self.train_cfg
+        key = (cfg.seed * 1_000_003 + p.step) * 1009 + p.nonfinite_total
+        torch.manual_seed((key * 64 + micro) * 4099 + self.accelerator.process_index)
 
     def _skip(self, metrics: dict[str, float]) -> None:
         p = self.progress

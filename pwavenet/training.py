@@ -59,8 +59,8 @@ def build_teacher(cfg: Config) -> WaveNet:
     return WaveNet(**teacher_args(cfg))
 
 
-def _mask(batch: dict[str, Any], steps: int) -> torch.Tensor:
-    """(B, T) float mask of real (unpadded) samples."""
+def sample_mask(batch: dict[str, Any], steps: int) -> torch.Tensor:
+    """``(B, T)`` float mask of the real (unpadded) samples of a collated batch."""
     t = torch.arange(steps, device=batch["audio"].device)
     return (t[None, :] < batch["lengths"].to(t.device)[:, None]).float()
 
@@ -72,16 +72,16 @@ class TeacherTask:
         self, model: nn.Module, batch: dict[str, Any]
     ) -> tuple[torch.Tensor, dict[str, float]]:
         lp = _log_prob(model, batch)
-        mask = _mask(batch, lp.shape[-1])
+        mask = sample_mask(batch, lp.shape[-1])
         nll = -(lp * mask).sum() / mask.sum().clamp(min=1)
         return nll, {"nll/bits": float(nll.detach()) / LN2}
 
     def validate(self, model: nn.Module, loader: Iterable[dict[str, Any]]) -> dict[str, float]:
         total, count = 0.0, 0.0
         for batch in loader:
-            batch = _to(batch, next(model.parameters()).device)
+            batch = to_device(batch, next(model.parameters()).device)
             lp = _log_prob(model, batch)
-            mask = _mask(batch, lp.shape[-1])
+            mask = sample_mask(batch, lp.shape[-1])
             total += float(-(lp * mask).sum())
             count += float(mask.sum())
         return {"nll/bits": total / max(count, 1.0) / LN2}
@@ -94,11 +94,14 @@ def _log_prob(model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
     return core.sample_log_prob(params, batch["audio"])
 
 
-def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """The batch with its tensors on ``device``."""
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
-def _loaders(cfg: Config, cache: FeatureCache, processes: int) -> tuple[DataLoader, DataLoader]:
+def make_loaders(cfg: Config, cache: FeatureCache, processes: int) -> tuple[DataLoader, DataLoader]:
+    """Training segments (deterministic per epoch, for exact resume) and whole validation
+    utterances, one per batch."""
     train = SegmentDataset(cache, "train", segment_length=cfg.data.segment_length)
     per_epoch = cfg.data.batch_size * processes * cfg.train.grad_accum
     train.repeat = max(1, math.ceil(per_epoch / len(train.rows)))
@@ -126,7 +129,7 @@ def make_teacher_trainer(
     cache = FeatureCache(dump_dir, cfg.audio)
     set_seed(cfg.train.seed)
     model = build_teacher(cfg)
-    train_loader, valid_loader = _loaders(cfg, cache, PartialState(cpu=cpu).num_processes)
+    train_loader, valid_loader = make_loaders(cfg, cache, PartialState(cpu=cpu).num_processes)
     if len(train_loader) == 0:
         raise DataError(f"{dump_dir}: too few training segments for one batch")
     return Trainer(

@@ -1,0 +1,351 @@
+"""The Parallel WaveNet student: a stack of inverse autoregressive flows (SPEC section 3).
+
+Every flow follows one contract (shared with the toy flows of the seeds):
+``forward(z, cond) -> (x, logabsdet)`` and ``inverse(x, cond) -> (z, logabsdet)``, with
+``z, x: (B, T)``, ``cond: (B, C, T)`` the upsampled conditioning and ``logabsdet: (B,)`` the log
+absolute Jacobian determinant of the map that was applied.
+
+An :class:`IAFFlow` computes ``x_t = z_t * s_t + mu_t`` where ``mu_t, s_t`` come from a WaveNet
+without skip connections over ``z_<t`` (its input is shifted right by one step): sampling is one
+parallel pass, and the inverse is sequential over time (the IAF trade-off), done with the same
+single-step queues as teacher generation.
+
+:class:`Student` stacks flows over a logistic (Parallel WaveNet) or Gaussian (ClariNet) base and
+returns, besides the sample, the per-step ``mu_tot`` and ``log s_tot`` of the composition
+``x_t | z_<t ~ Base(mu_tot_t, s_tot_t)``: ``s_tot = prod_i s_i``,
+``mu_tot = sum_i mu_i prod_{j>i} s_j``, kept in log space for the scales.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .distributions import Gaussian, Logistic
+from .layers import (
+    CausalConv1d,
+    ResidualBlock,
+    Upsampler,
+    array_module,
+    dilations,
+    extend_last_frame,
+    mel_features,
+    step_array_like,
+    step_conditions,
+    step_threads,
+    to_array,
+    zeros,
+)
+
+__all__ = ["IAFFlow", "Student", "StudentSample", "log_scale_for_step_size"]
+
+
+class StudentSample(NamedTuple):
+    """A student sample and its per-step distribution, all ``(B, T)``."""
+
+    x: torch.Tensor
+    loc: torch.Tensor  # mu_tot
+    log_scale: torch.Tensor  # log s_tot
+
+
+class IAFFlow(nn.Module):
+    """One inverse autoregressive flow: ``x_t = z_t * exp(log_s_t) + mu_t``.
+
+    ``mu_t, log_s_t`` depend on ``z_<t`` (never ``z_t``) and the conditioning; ``log_s`` is
+    clamped to ``[log_scale_min, log_scale_max]``. The output layer starts at zero weights with
+    ``log_s = log_scale_init``: the flow begins as a fixed rescaling.
+    """
+
+    def __init__(
+        self,
+        *,
+        cond_channels: int,
+        layers: int = 10,
+        layers_per_cycle: int = 10,
+        kernel_size: int = 3,
+        residual_channels: int = 64,
+        gate_channels: int = 128,
+        log_scale_min: float = -9.0,
+        log_scale_max: float = 7.0,
+        log_scale_init: float = 0.0,
+    ) -> None:
+        super().__init__()
+        per_cycle = min(layers_per_cycle, layers)
+        self.dilations = dilations(layers, layers // per_cycle)
+        self.kernel_size = kernel_size
+        self.log_scale_min, self.log_scale_max = log_scale_min, log_scale_max
+        self.input = CausalConv1d(1, residual_channels, 1)
+        self.cond = nn.ModuleList(
+            nn.Conv1d(cond_channels, gate_channels, 1) for _ in self.dilations
+        )
+        self.blocks = nn.ModuleList(
+            ResidualBlock(
+                residual_channels=residual_channels,
+                gate_channels=gate_channels,
+                skip_channels=None,
+                kernel_size=kernel_size,
+                dilation=d,
+            )
+            for d in self.dilations
+        )
+        self.out = nn.Conv1d(residual_channels, 2, 1)
+        with torch.no_grad():
+            self.out.weight.zero_()
+            self.out.bias.copy_(torch.tensor([0.0, log_scale_init]))
+
+    @property
+    def receptive_field(self) -> int:
+        """Steps of ``z`` before ``t`` that ``mu_t, s_t`` may depend on."""
+        return 1 + (self.kernel_size - 1) * sum(self.dilations)
+
+    def params(self, z: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mu, log_s)``, both ``(B, T)``, from ``z: (B, T)`` and ``cond: (B, C, T)``."""
+        h = self.input(F.pad(z[:, None, :-1], (1, 0)))  # shift right: step t sees z_<t
+        for block, proj in zip(self.blocks, self.cond, strict=True):
+            h, _ = block(h, proj(cond))
+        mu, log_s = self.out(h).unbind(1)
+        return mu, log_s.clamp(self.log_scale_min, self.log_scale_max)
+
+    def forward(self, z: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x, logabsdet)``: ``x: (B, T)``, ``logabsdet: (B,)`` = sum of ``log_s``."""
+        mu, log_s = self.params(z, cond)
+        return z * log_s.exp() + mu, log_s.sum(-1)
+
+    def inverse(self, x: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(z, logabsdet)`` with ``forward(z) == x``; sequential over time. ``logabsdet (B,)``
+        is that of the inverse map, ``-sum(log_s)``."""
+        z, log_s = self.inverse_steps(x, cond)
+        return z, -log_s.sum(-1)
+
+    @torch.no_grad()
+    def inverse_steps(
+        self, x: torch.Tensor, cond: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(z, log_s)``, both ``(B, T)``: the inverse one step at a time, O(layers) per step
+        with per-layer input queues (numpy on the CPU, see
+        :func:`~pwavenet.layers.step_array_like`). No gradient."""
+        batch, steps = x.shape
+        like = step_array_like(x)
+        xp = array_module(like)
+        states, scale = [], 1.0
+        for block in self.blocks:
+            states.append(block.new_state(batch, like, scale=scale))
+            scale *= block.scale  # the residual stream is carried divided by this
+        w_out = to_array(self.out.weight[:, :, 0].t() * scale, like)  # (R, 2)
+        b_out = to_array(self.out.bias, like)
+        w_in, b_in = (to_array(p.reshape(-1), like) for p in (self.input.weight, self.input.bias))
+        target = to_array(x.t(), like)  # (T, B)
+        z, log_s = zeros(like, (steps, batch)), zeros(like, (steps, batch))
+        prev, h = zeros(like, (batch,)), zeros(like, (batch, w_in.shape[0]))
+        out = zeros(like, (batch, 2))
+        weight = torch.cat([c.weight for c in self.cond])
+        bias = torch.cat([c.bias for c in self.cond])
+        conds = step_conditions(cond, list(self.blocks), weight, bias, like)
+        with step_threads(like):
+            for t, c in zip(range(steps), conds, strict=False):
+                xp.multiply(prev[:, None], w_in, out=h)  # the input conv, kernel 1
+                h += b_in
+                for block, state, c_layer in zip(self.blocks, states, c, strict=True):
+                    block.step(h, c_layer, state)
+                xp.matmul(h, w_out, out=out)
+                out += b_out
+                log_s[t] = out[:, 1].clip(self.log_scale_min, self.log_scale_max)
+                z[t] = (target[t] - out[:, 0]) * xp.exp(-log_s[t])
+                prev = z[t]
+        as_tensor = lambda a: torch.as_tensor(a, device=x.device).t().contiguous()  # noqa: E731
+        return as_tensor(z), as_tensor(log_s)
+
+
+class Student(nn.Module):
+    """IAF stack over a logistic (or Gaussian) base, conditioned on a log-mel spectrogram.
+
+    ``forward(z: (B, T), mel: (B, M, T // hop)) -> StudentSample``; :meth:`synthesize` draws the
+    noise and can work in chunks; :meth:`log_prob` scores external audio through the inverse.
+    ``log_scale_init`` is the starting ``log s_tot`` (split evenly over the flows), meant to be
+    the data's typical step size.
+    """
+
+    def __init__(
+        self,
+        *,
+        n_mels: int = 80,
+        flow_layers: Iterable[int] = (10, 10, 10, 30),
+        layers_per_cycle: int = 10,
+        kernel_size: int = 3,
+        residual_channels: int = 64,
+        gate_channels: int = 128,
+        base: str = "logistic",
+        log_scale_min: float = -9.0,
+        log_scale_max: float = 7.0,
+        log_scale_init: float = -5.0,
+        upsample_scales: Iterable[int] = (4, 4, 16),
+        speakers: int = 0,
+        speaker_channels: int = 16,
+    ) -> None:
+        super().__init__()
+        if base not in ("logistic", "gaussian"):
+            raise ValueError(f"base must be 'logistic' or 'gaussian', got {base!r}")
+        flow_layers = list(flow_layers)
+        self.base, self.n_mels = base, n_mels
+        self.upsampler = Upsampler(list(upsample_scales), n_mels)
+        self.speaker = nn.Embedding(speakers, speaker_channels) if speakers > 0 else None
+        cond_channels = n_mels + (speaker_channels if speakers > 0 else 0)
+        self.flows = nn.ModuleList(
+            IAFFlow(
+                cond_channels=cond_channels,
+                layers=n,
+                layers_per_cycle=layers_per_cycle,
+                kernel_size=kernel_size,
+                residual_channels=residual_channels,
+                gate_channels=gate_channels,
+                log_scale_min=log_scale_min,
+                log_scale_max=log_scale_max,
+                log_scale_init=log_scale_init / len(flow_layers),
+            )
+            for n in flow_layers
+        )
+
+    @property
+    def hop_length(self) -> int:
+        return self.upsampler.hop
+
+    @property
+    def lookback(self) -> int:
+        """Steps of noise before ``t`` that ``x_t`` may depend on (sum of the flows' fields)."""
+        return sum(flow.receptive_field for flow in self.flows)
+
+    def features(self, mel: torch.Tensor, speaker: torch.Tensor | None = None) -> torch.Tensor:
+        """Upsampled conditioning ``(B, n_mels [+ spk], F * hop)`` shared by every flow."""
+        return mel_features(self.upsampler, self.speaker, mel, speaker)
+
+    def distribution(self, loc: torch.Tensor, log_scale: torch.Tensor) -> Logistic | Gaussian:
+        """The base family at ``(loc, log_scale)``: the student's per-step distribution."""
+        return (Logistic if self.base == "logistic" else Gaussian)(loc, log_scale)
+
+    def transform(self, z: torch.Tensor, cond: torch.Tensor) -> StudentSample:
+        """Apply the flows to base noise ``z: (B, T)`` with conditioning ``cond: (B, C, T)``."""
+        x, loc, log_scale = z, torch.zeros_like(z), torch.zeros_like(z)
+        for flow in self.flows:
+            mu, log_s = flow.params(x, cond)
+            s = log_s.exp()
+            x = x * s + mu
+            loc = loc * s + mu
+            log_scale = log_scale + log_s
+        return StudentSample(x, loc, log_scale)
+
+    def forward(
+        self, z: torch.Tensor, mel: torch.Tensor, speaker: torch.Tensor | None = None
+    ) -> StudentSample:
+        """The sample of noise ``z: (B, T)`` given ``mel: (B, M, T // hop)``, with its
+        per-step ``loc`` (mu_tot) and ``log_scale`` (log s_tot)."""
+        cond = self.features(mel, speaker)
+        if cond.shape[-1] != z.shape[-1]:
+            raise ValueError(
+                f"noise has {z.shape[-1]} steps but mel covers {cond.shape[-1]} "
+                f"({mel.shape[-1]} frames x hop {self.hop_length})"
+            )
+        return self.transform(z, cond)
+
+    def inverse(
+        self, x: torch.Tensor, mel: torch.Tensor, speaker: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(z, log_scale)``: the base noise that gives ``x: (B, T)`` and the per-step
+        ``log s_tot (B, T)``; sequential over time in every flow. No gradient."""
+        cond = self.features(mel, speaker)
+        z, log_scale = x, torch.zeros_like(x)
+        for flow in reversed(self.flows):
+            z, log_s = flow.inverse_steps(z, cond)
+            log_scale = log_scale + log_s
+        return z, log_scale
+
+    def log_prob(
+        self, x: torch.Tensor, mel: torch.Tensor, speaker: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Per-step log density (nats) of external audio ``x: (B, T)``: ``(B, T)``."""
+        z, log_scale = self.inverse(x, mel, speaker)
+        zeros_ = torch.zeros_like(z)
+        return self.distribution(zeros_, zeros_).log_prob(z) - log_scale
+
+    # ------------------------------------------------------------------ synthesis
+
+    def noise(
+        self,
+        lengths: list[int],
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        device: torch.device | str = "cpu",
+    ) -> torch.Tensor:
+        """Standard base noise ``(B, max(lengths))``, zero past each length. With a list of
+        generators utterance ``b`` draws exactly ``lengths[b]`` values from its own, so a batch
+        gets the noise its utterances would get one by one."""
+        gens = generator if isinstance(generator, list) else [generator] * len(lengths)
+        z = torch.zeros(len(lengths), max(lengths))
+        eps = torch.finfo(torch.float32).eps
+        for b, (n, g) in enumerate(zip(lengths, gens, strict=True)):
+            if self.base == "gaussian":
+                z[b, :n] = torch.randn(n, generator=g)
+            else:
+                u = torch.rand(n, generator=g).clamp(eps, 1 - eps)
+                z[b, :n] = torch.log(u) - torch.log1p(-u)
+        return z.to(device)
+
+    @torch.no_grad()
+    def synthesize(
+        self,
+        mel: torch.Tensor,
+        *,
+        lengths: list[int] | None = None,
+        speaker: torch.Tensor | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        noise: torch.Tensor | None = None,
+        chunk_samples: int | None = None,
+    ) -> torch.Tensor:
+        """Audio ``(B, F * hop)`` for ``mel: (B, M, F)`` in one parallel pass (or chunks).
+
+        ``lengths`` (samples) of utterances padded in a batch: their padded frames repeat the
+        last real one and their output past the length is zero. ``noise (B, T)`` replaces the
+        draw from ``generator``. With ``chunk_samples`` the output is computed that many samples
+        at a time, each chunk recomputing :attr:`lookback` steps before it: the result equals
+        the unchunked one (up to float rounding) with memory bounded by the chunk size.
+        """
+        hop, batch = self.hop_length, mel.shape[0]
+        steps = mel.shape[-1] * hop
+        if lengths is not None:
+            mel = extend_last_frame(mel, lengths, hop)
+        if noise is None:
+            noise = self.noise(lengths or [steps] * batch, generator, mel.device)
+        if not chunk_samples or chunk_samples >= steps:
+            audio = self(noise, mel, speaker).x
+        else:
+            audio = noise.new_empty(batch, steps)
+            for start in range(0, steps, chunk_samples):
+                end = min(steps, start + chunk_samples)
+                first = max(0, start - self.lookback)
+                cond = self._features_window(mel, speaker, first, end)
+                part = self.transform(noise[:, first:end], cond).x
+                audio[:, start:end] = part[:, start - first :]
+        if lengths is not None:
+            for b, n in enumerate(lengths):
+                audio[b, n:] = 0
+        return audio
+
+    def _features_window(
+        self, mel: torch.Tensor, speaker: torch.Tensor | None, start: int, end: int
+    ) -> torch.Tensor:
+        """``features(mel)[..., start:end]`` computed from the frames near the window only
+        (plus the upsampler's reach on both sides, so the values are the same)."""
+        hop, margin = self.hop_length, self.upsampler.edge_frames
+        lo = max(0, start // hop - margin)
+        hi = min(mel.shape[-1], -(-end // hop) + margin)
+        cond = self.features(mel[:, :, lo:hi], speaker)
+        return cond[:, :, start - lo * hop : end - lo * hop]
+
+
+def log_scale_for_step_size(step_std: float, base: str = "logistic") -> float:
+    """The log-scale of a base distribution whose standard deviation is ``step_std``."""
+    factor = math.sqrt(3.0) / math.pi if base == "logistic" else 1.0
+    return math.log(max(step_std, 1e-6) * factor)

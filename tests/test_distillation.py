@@ -1,0 +1,121 @@
+"""Distillation on the generic trainer: learning, frozen teacher, resume, export, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from training_setup import make_dump, tiny_config
+
+from pwavenet.config import ConfigError
+from pwavenet.distillation import make_distill_trainer, train_student
+from pwavenet.export import ExportError, load_student
+from pwavenet.trainer import latest_checkpoint
+from pwavenet.training import train_teacher
+
+STUDENT = [
+    "student.flow_layers=[4, 4]",
+    "student.layers_per_cycle=4",
+    "student.residual_channels=16",
+    "student.gate_channels=32",
+    "train.log_every=5",
+    "train.valid_every=1000",
+]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state():
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from accelerate.state import AcceleratorState
+
+    root = tmp_path_factory.mktemp("distill")
+    dump = make_dump(root)
+    teacher = train_teacher(tiny_config("train.max_steps=100"), dump, root / "teacher", cpu=True)
+    AcceleratorState._reset_state(reset_partial_state=True)
+    return dump, teacher
+
+
+def student_config(teacher, *extra: str):
+    return tiny_config(f"distill.teacher={teacher}", *STUDENT, *extra)
+
+
+def test_distillation_lowers_kl_and_power_loss(setup, tmp_path):
+    dump, teacher = setup
+    cfg = student_config(
+        teacher, "train.max_steps=150", "distill.loss_weights={kl: 1.0, power: 10.0}"
+    )
+    trainer, _ = make_distill_trainer(cfg, dump, tmp_path / "run", cpu=True)
+    frozen = {k: v.clone() for k, v in trainer.task.teacher.state_dict().items()}
+    before = trainer.validate()
+    trainer.fit()
+    after = trainer.validate()
+    assert after["valid/kl/loss"] < 0.7 * before["valid/kl/loss"], (before, after)
+    assert after["valid/power/loss"] < before["valid/power/loss"] - 0.05, (before, after)
+    assert abs(after["valid/rms/ratio_db"]) < 6.0  # not whispering
+    # The teacher was never trained and never joined the optimizer.
+    teacher_now = trainer.task.teacher.state_dict()
+    assert all(torch.equal(v, teacher_now[k]) for k, v in frozen.items())
+    owned = {id(p) for g in trainer.optimizer.param_groups for p in g["params"]}
+    assert not owned & {id(p) for p in trainer.task.teacher.parameters()}
+    rows = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if "loss" in r]  # training rows (not validation)
+    assert rows
+    for key in (
+        "kl/loss",
+        "power/loss",
+        "kl/ce_std",
+        "rms/student",
+        "scale/log_s_tot",
+        "grad/norm",
+    ):
+        assert all(key in r and r[key] == r[key] for r in rows), key
+
+
+def test_resume_equals_uninterrupted(setup, tmp_path):
+    dump, teacher = setup
+    cfg = student_config(teacher, "train.max_steps=4", "train.save_every=2")
+    straight, _ = make_distill_trainer(cfg, dump, tmp_path / "a", cpu=True)
+    straight.fit()
+    first, _ = make_distill_trainer(cfg, dump, tmp_path / "b", cpu=True)
+    first.fit(until=2)
+    second, _ = make_distill_trainer(cfg, dump, tmp_path / "b", cpu=True)
+    second.load_checkpoint(latest_checkpoint(tmp_path / "b"))
+    second.fit()
+    a, b = straight.unwrapped.state_dict(), second.unwrapped.state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0)
+
+
+def test_export_records_teacher_and_loads(setup, tmp_path):
+    dump, teacher = setup
+    cfg = student_config(teacher, "train.max_steps=2")
+    export = train_student(cfg, dump, tmp_path / "run", cpu=True)
+    model = load_student(export)
+    assert model.teacher["path"] == str(teacher.resolve())
+    assert len(model.teacher["sha256"]) == 64
+    meta = json.loads((export / "model.json").read_text())
+    assert meta["kind"] == "student"
+    mel = torch.randn(1, 20, 5)
+    z = model.noise([320], torch.Generator().manual_seed(0))
+    again = load_student(export)
+    torch.testing.assert_close(model.synthesize(mel, noise=z), again.synthesize(mel, noise=z))
+    with pytest.raises(ExportError, match="is a student export, not a teacher"):
+        train_student(student_config(export, "train.max_steps=1"), dump, tmp_path / "x", cpu=True)
+
+
+def test_teacher_with_other_features_is_refused(setup, tmp_path):
+    dump, teacher = setup
+    cfg = student_config(teacher, "audio.n_mels=24")
+    with pytest.raises(ConfigError, match=r"other feature settings.*n_mels 20 vs 24"):
+        make_distill_trainer(cfg, dump, tmp_path / "run", cpu=True)
+    with pytest.raises(ConfigError, match=r"distill\.teacher is empty"):
+        make_distill_trainer(tiny_config(*STUDENT), dump, tmp_path / "run", cpu=True)
