@@ -31,6 +31,7 @@ __all__ = [
     "CausalConv1d",
     "ResidualBlock",
     "StepQueue",
+    "TimeMajorWeights",
     "Upsampler",
     "array_module",
     "dilations",
@@ -269,6 +270,60 @@ class ResidualBlock(nn.Module):
             r=zeros(like, (batch, self.conv.in_channels)),
         )
 
+    def time_major(self, cond: nn.Conv1d, scale: float = 1.0) -> TimeMajorWeights:
+        """The weights of :meth:`forward_time_major`, with this block's conditioning
+        projection ``cond`` and the constants of :meth:`new_state` folded in (halved ``b``
+        columns, residual stream carried divided by ``scale``)."""
+        if self.res is None:
+            raise ValueError("time-major inference needs blocks with a residual output")
+        half, k = self.conv.out_channels // 2, self.conv.kernel_size[0]
+        taps = self.conv.step_weight() * scale  # (k * R, G), oldest tap first
+        taps[:, half:] *= 0.5
+        c_scale, shift = self.cond_affine()
+        res = self.res.weight.detach()[:, :, 0].t() * (0.5 / scale)
+        return TimeMajorWeights(
+            taps=taps.reshape(k, -1, self.conv.out_channels).contiguous(),
+            offsets=[(k - 1 - i) * self.conv.dilation[0] for i in range(k)],
+            cond=(cond.weight.detach()[:, :, 0].t() * c_scale).contiguous(),
+            bias=cond.bias.detach() * c_scale + shift,
+            res=res.contiguous(),
+            res_bias=self.res.bias.detach() / scale,
+        )
+
+    @staticmethod
+    def forward_time_major(
+        w: TimeMajorWeights,
+        src: torch.Tensor,
+        dst: torch.Tensor,
+        cond: torch.Tensor,
+        pad: int,
+        block_rows: int = 4096,
+    ) -> None:
+        """Inference in time-major layout (rows are time steps): ``src, dst: (pad + T, R)``
+        hold the residual stream (divided by the ``scale`` of :meth:`time_major`) after
+        ``pad`` rows of zeros; ``cond: (T, C)``. Writes the block's output stream to
+        ``dst[pad:]``. Equals :meth:`forward` on the same input.
+
+        Each tap of the dilated conv is one matrix product over a shifted view of ``src``
+        (no padding copies), and the work goes ``block_rows`` steps at a time so that the
+        pre-activations stay in cache: about twice the speed of the convolution layout on
+        a CPU, where synthesis is bound by matrix-product throughput.
+        """
+        steps = src.shape[0] - pad
+        half = w.taps.shape[-1] // 2
+        a_buf = src.new_empty(min(block_rows, steps), w.taps.shape[-1])
+        h_buf = src.new_empty(a_buf.shape[0], half)
+        for start in range(0, steps, block_rows):
+            end = min(steps, start + block_rows)
+            a, h = a_buf[: end - start], h_buf[: end - start]
+            torch.addmm(w.bias, cond[start:end], w.cond, out=a)
+            for tap, offset in zip(w.taps, w.offsets, strict=True):
+                a.addmm_(src[pad + start - offset : pad + end - offset], tap)
+            torch.tanh(a, out=a)  # tanh(x) and 2 sigmoid(y) - 1 = tanh(y / 2)
+            torch.addcmul(a[:, :half], a[:, :half], a[:, half:], out=h)  # 2 tanh(x) sigmoid(y)
+            torch.addmm(src[pad + start : pad + end], h, w.res, out=dst[pad + start : pad + end])
+            dst[pad + start : pad + end] += w.res_bias
+
     def cond_affine(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(scale, shift)``, both ``(G,)``: :meth:`step` takes the conditioning as
         ``cond * scale + shift`` (conv bias added, ``b`` half halved, see :meth:`new_state`)."""
@@ -331,6 +386,18 @@ def step_conditions(
                 chunk[:n, layer, b].copy_(cond[b, layer].t())
         torch.addcmul(shift, chunk[:n], scale, out=chunk[:n])
         yield from rows[:n]
+
+
+@dataclass
+class TimeMajorWeights:
+    """A residual block's weights for :meth:`ResidualBlock.forward_time_major`."""
+
+    taps: torch.Tensor  # (k, R, G): one matrix per tap, oldest first; b columns halved
+    offsets: list[int]  # how many steps back each tap reads
+    cond: torch.Tensor  # (C, G): the conditioning projection, b columns halved
+    bias: torch.Tensor  # (G,): conv and conditioning biases
+    res: torch.Tensor  # (G/2, R): from 2h to the residual update
+    res_bias: torch.Tensor  # (R,)
 
 
 @dataclass

@@ -123,6 +123,31 @@ class IAFFlow(nn.Module):
         return z, -log_s.sum(-1)
 
     @torch.no_grad()
+    def params_time_major(
+        self, z: torch.Tensor, cond: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`params` for inference, one utterance in time-major layout:
+        ``z: (T,)``, ``cond: (T, C)`` -> ``(mu, log_s)``, both ``(T,)``. Matrix products over
+        shifted views instead of convolutions (see
+        :meth:`~pwavenet.layers.ResidualBlock.forward_time_major`); no gradient."""
+        steps = z.shape[0]
+        weights, scale = [], 1.0
+        for block, proj in zip(self.blocks, self.cond, strict=True):
+            weights.append(block.time_major(proj, scale))
+            scale *= block.scale
+        pad = max(max(w.offsets) for w in weights)
+        width = self.input.out_channels
+        src, dst = z.new_zeros(pad + steps, width), z.new_zeros(pad + steps, width)
+        shifted = F.pad(z[:-1], (1, 0))  # step t sees z_<t
+        torch.addr(self.input.bias, shifted, self.input.weight.reshape(-1), out=src[pad:])
+        for w in weights:
+            ResidualBlock.forward_time_major(w, src, dst, cond, pad)
+            src, dst = dst, src
+        out = torch.addmm(self.out.bias, src[pad:], self.out.weight[:, :, 0].t() * scale)
+        mu, log_s = out.unbind(1)
+        return mu, log_s.clamp(self.log_scale_min, self.log_scale_max)
+
+    @torch.no_grad()
     def inverse_steps(
         self, x: torch.Tensor, cond: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -319,19 +344,32 @@ class Student(nn.Module):
         if noise is None:
             noise = self.noise(lengths or [steps] * batch, generator, mel.device)
         if not chunk_samples or chunk_samples >= steps:
-            audio = self(noise, mel, speaker).x
+            audio = self.transform_inference(noise, self.features(mel, speaker))
         else:
             audio = noise.new_empty(batch, steps)
             for start in range(0, steps, chunk_samples):
                 end = min(steps, start + chunk_samples)
                 first = max(0, start - self.lookback)
                 cond = self._features_window(mel, speaker, first, end)
-                part = self.transform(noise[:, first:end], cond).x
+                part = self.transform_inference(noise[:, first:end], cond)
                 audio[:, start:end] = part[:, start - first :]
         if lengths is not None:
             for b, n in enumerate(lengths):
                 audio[b, n:] = 0
         return audio
+
+    @torch.no_grad()
+    def transform_inference(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """The sample ``x (B, T)`` of :meth:`transform` computed the fast way for inference
+        (time-major matrix products, one utterance at a time); no gradient."""
+        out = torch.empty_like(z)
+        for b in range(z.shape[0]):
+            x, c = z[b], cond[b].t().contiguous()
+            for flow in self.flows:
+                mu, log_s = flow.params_time_major(x, c)
+                x = torch.addcmul(mu, x, log_s.exp())
+            out[b] = x
+        return out
 
     def _features_window(
         self, mel: torch.Tensor, speaker: torch.Tensor | None, start: int, end: int

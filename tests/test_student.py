@@ -22,12 +22,12 @@ TINY = {
 }
 
 
-def randomize(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+def randomize(module: torch.nn.Module, seed: int = 0, std: float = 0.3) -> torch.nn.Module:
     """Non-trivial output layers (they start at zero): every parameter drawn at random."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+            p.copy_(torch.randn(p.shape, generator=g) * std)
     return module
 
 
@@ -153,3 +153,20 @@ def test_bad_mel_shape_is_a_clear_error():
     model = Student(**TINY)
     with pytest.raises(ValueError, match="mel must be"):
         model.synthesize(torch.zeros(1, 5, 10))
+
+
+def test_fast_inference_path_equals_the_training_path():
+    model = tiny_student().float()
+    mel = mel_for(200, batch=2).float()
+    z = model.noise([200, 200], torch.Generator().manual_seed(11))
+    slow = model(z, mel).x
+    fast = model.transform_inference(z, model.features(mel))
+    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
+    # also with wide dilations (the shifted views reach far back) on the default layout
+    big = Student(n_mels=4, flow_layers=[10], upsample_scales=[2, 2])
+    big = randomize(big, seed=3, std=0.05)
+    z = big.noise([1200], torch.Generator().manual_seed(12))
+    mel = mel_for(1200).float()
+    slow = big(z, mel).x.detach()
+    assert float((slow - z).abs().mean()) > 0.01  # the flow does something
+    torch.testing.assert_close(big.transform_inference(z, big.features(mel)), slow)
