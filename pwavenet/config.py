@@ -133,7 +133,7 @@ class DistillConfig:
     teacher: str = ""  # path of the teacher export to distill from
     samples: int = 16  # Monte Carlo draws M per step for the cross-entropy
     loss_weights: dict[str, float] = field(default_factory=lambda: {"kl": 1.0, "power": 1.0})
-    power_loss: Literal["power", "magnitude", "mrstft"] = "power"
+    power_loss: Literal["power", "logpower", "magnitude", "mrstft"] = "power"
     contrastive_gamma: float = 0.0  # > 0 subtracts gamma * KL(student || teacher on other mel)
     gaussian_regularizer: float = 4.0  # lambda of ClariNet's log-scale regulariser
     init_upsampler: bool = True  # start the student's mel upsampler from the teacher's

@@ -25,6 +25,7 @@ from .errors import ConfigError, DataError
 from .export import WEIGHTS, save_export
 from .losses import (
     gaussian_kl_regularized,
+    log_power_loss,
     magnitude_loss,
     masked_mean,
     monte_carlo_kl,
@@ -117,7 +118,9 @@ class DistillTask:
         a = self.audio
         if self.cfg.power_loss == "mrstft":
             return mrstft_loss(x, y)
-        fn = power_loss if self.cfg.power_loss == "power" else magnitude_loss
+        fn = {"power": power_loss, "logpower": log_power_loss, "magnitude": magnitude_loss}[
+            self.cfg.power_loss
+        ]
         return fn(x, y, a.n_fft, a.hop_length, a.win_length)
 
     def _kl(

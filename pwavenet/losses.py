@@ -10,6 +10,7 @@
 - :func:`gaussian_kl_regularized`: ClariNet's closed form for a Gaussian student and teacher,
   plus ``lambda * (log sigma_p - log sigma_q)^2``.
 - Spectral losses: :func:`power_loss` (the paper's time-averaged ``|STFT|^2``),
+  :func:`log_power_loss` (the same spectra compared on a log scale),
   :func:`magnitude_loss` (``|STFT|`` frames) and :func:`mrstft_loss` (spectral convergence +
   log-magnitude L1 at three resolutions), all with a Hann window. The first two are divided by
   the reference's energy, so that their weights do not depend on the signal level.
@@ -29,6 +30,7 @@ __all__ = [
     "MRSTFT_RESOLUTIONS",
     "KLEstimate",
     "gaussian_kl_regularized",
+    "log_power_loss",
     "magnitude_loss",
     "masked_mean",
     "monte_carlo_kl",
@@ -121,6 +123,20 @@ def power_loss(x: Tensor, y: Tensor, n_fft: int, hop: int, win: int) -> Tensor:
     phi_x = stft_magnitude(x, n_fft, hop, win).pow(2).mean(-1)
     phi_y = stft_magnitude(y, n_fft, hop, win).pow(2).mean(-1)
     return (phi_x - phi_y).pow(2).sum() / phi_y.pow(2).sum().clamp(min=_EPS)
+
+
+def log_power_loss(
+    x: Tensor, y: Tensor, n_fft: int, hop: int, win: int, floor: float = 1e-4
+) -> Tensor:
+    """The power loss on a log scale: mean over frequency bins of
+    ``(log(phi(x) + e) - log(phi(y) + e))^2`` with ``phi`` the time-averaged ``|STFT|^2`` and
+    ``e = floor * mean(phi(y))``. Every bin counts alike, so a uniformly quieter student (a
+    whisper) is penalised by ``(2 ln g)^2`` for an amplitude gain ``g`` whatever the spectral
+    shape, where the linear form is dominated by the few loudest bins. ``(B, T)``."""
+    phi_x = stft_magnitude(x, n_fft, hop, win).pow(2).mean(-1)
+    phi_y = stft_magnitude(y, n_fft, hop, win).pow(2).mean(-1)
+    e = floor * phi_y.mean(-1, keepdim=True).detach()
+    return ((phi_x + e).log() - (phi_y + e).log()).pow(2).mean()
 
 
 def magnitude_loss(x: Tensor, y: Tensor, n_fft: int, hop: int, win: int) -> Tensor:

@@ -35,24 +35,39 @@ COLUMNS = [
 ]
 
 
-def test_benchmark_prints_and_writes_a_table_of_positive_numbers(tmp_path, capsys):
+def parse_table(text: str) -> list[dict[str, str]]:
+    lines = text.strip().splitlines()
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    return [dict(zip(cells[0], row, strict=True)) for row in cells[2:]]
+
+
+def assert_positive(row: dict[str, str], columns: list[str]) -> None:
+    for column in columns:
+        value = float(row[column].split()[0].replace(",", ""))
+        assert math.isfinite(value) and value > 0, (column, row[column])
+
+
+def test_benchmark_prints_and_writes_tables_of_positive_numbers(tmp_path, capsys):
     tool = load_tool()
     out = tmp_path / "bench.md"
-    assert tool.main(["--configs", "tiny", "--seconds", "0.01", "--out", str(out)]) == 0
+    args = ["--configs", "tiny", "--seconds", "0.01", "--long-seconds", "0.5", "--out", str(out)]
+    assert tool.main(args) == 0
     printed = capsys.readouterr().out
     assert out.read_text(encoding="utf-8") == printed
-    head, _, table = printed.partition("\n\n")
+    head, teacher, student = printed.split("\n\n### ")
     assert head.startswith("Device: ") and "torch threads" in head and "float32" in head
-    lines = table.strip().splitlines()
-    assert len(lines) == 3  # header, rule, one row
-    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
-    assert cells[0] == COLUMNS
-    row = dict(zip(COLUMNS, cells[2], strict=True))
+    assert "Matrix-product peak" in head
+    (row,) = parse_table(teacher.removeprefix("Teacher\n\n"))
+    assert list(row) == COLUMNS
     assert row["model"] == "teacher tiny" and row["train batch"] == "4 x 2048"
     assert int(row["receptive field"]) == 29
-    for column in COLUMNS[4:]:
-        value = float(row[column].replace(",", ""))
-        assert math.isfinite(value) and value > 0, (column, row[column])
+    assert_positive(row, COLUMNS[4:])
+    (row,) = parse_table(student.removeprefix("Student\n\n"))
+    assert row["model"] == "student tiny (teacher tiny)"
+    assert int(row["lookback"]) == 2 * (1 + 2 * (1 + 2 + 4 + 8))
+    numeric = [c for c in row if c not in ("model", "distill train batch")]
+    assert "RTF at 22.05 kHz" in numeric and "0.5 s chunked peak (MiB)" in numeric
+    assert_positive(row, numeric)
 
 
 def test_benchmark_rejects_unknown_configurations(capsys):

@@ -11,6 +11,7 @@ from test_student import mel_for, tiny_student
 from pwavenet.distributions import DiscretizedMixtureLogistics, Gaussian, Logistic, gaussian_kl
 from pwavenet.losses import (
     gaussian_kl_regularized,
+    log_power_loss,
     magnitude_loss,
     monte_carlo_kl,
     mrstft_loss,
@@ -105,3 +106,11 @@ def test_spectral_losses_have_finite_gradients_on_silence():
     for loss in (power_loss(x, y, 256, 64, 256), mrstft_loss(x, y)):
         (grad,) = torch.autograd.grad(loss, x)
         assert torch.isfinite(grad).all()
+
+
+def test_log_power_loss_is_the_squared_log_gain():
+    y = _speechy()
+    assert float(log_power_loss(y, y, 256, 64, 256)) == 0.0
+    # Every bin's time-averaged power scales by g^2 (the floor e is 1e-4 of the mean power).
+    loss = float(log_power_loss(0.5 * y, y, 256, 64, 256, floor=0.0))
+    assert abs(loss - (2 * math.log(0.5)) ** 2) < 1e-3

@@ -25,6 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pwavenet.config import AudioConfig, DistillConfig
+from pwavenet.distillation import DistillTask
+from pwavenet.student import Student
 from pwavenet.teacher import WaveNet
 
 # Teacher sizes: the mel settings (80 mels, hop 256) are the same; ``train`` is the batch of a
@@ -50,6 +53,28 @@ TEACHERS: dict[str, dict] = {
 }
 COMMON = dict(n_mels=80, kernel_size=3, upsample_scales=(4, 4, 16))
 NAIVE_STEPS = 512  # the naive sampler times at most this many steps
+# Student sizes, each paired with the teacher it is compared with and distilled from; ``train``
+# is the batch of a distillation step.
+STUDENTS: dict[str, dict] = {
+    "tiny": {
+        "model": dict(
+            flow_layers=[4, 4], layers_per_cycle=4, residual_channels=16, gate_channels=32
+        ),
+        "train": (2, 2048),
+    },
+    "practical": {  # the paper's student: 4 flows of 10, 10, 10, 30 layers, 64 channels
+        "model": dict(
+            flow_layers=[10, 10, 10, 30],
+            layers_per_cycle=10,
+            residual_channels=64,
+            gate_channels=128,
+        ),
+        "train": (2, 7680),
+    },
+}
+SAMPLE_RATE = 22050  # real-time factors are stated at this rate
+SYNTH_SECONDS = 2.0  # utterance length of the synthesis speed measurements
+CHUNK_SECONDS = 5.0  # chunk of the chunked long-utterance measurement (the CLI default)
 
 
 @dataclass
@@ -57,6 +82,7 @@ class Settings:
     device: torch.device
     configs: list[str]
     seconds: float  # time budget of each measurement
+    long_seconds: float = 60.0  # length of the long-utterance memory measurement
 
 
 # --------------------------------------------------------------------------- measuring
@@ -236,7 +262,114 @@ def teacher_rows(s: Settings) -> list[dict[str, object]]:
     return rows
 
 
-BENCHMARKS: list[Callable[[Settings], list[dict[str, object]]]] = [teacher_rows]
+# --------------------------------------------------------------------------- the student
+
+
+def flops_per_sample(model: torch.nn.Module) -> int:
+    """Multiply-adds x 2 per output sample of every 1-D convolution in ``model``'s flows
+    (the mel upsampler and elementwise work are not counted)."""
+    return sum(
+        2 * m.in_channels * m.out_channels * m.kernel_size[0]
+        for m in model.modules()
+        if isinstance(m, torch.nn.Conv1d)
+    )
+
+
+def matmul_peak(s: Settings) -> float:
+    """GFLOP/s of a 2048 x 2048 float32 matrix product (best of repeated runs)."""
+    a = torch.randn(2048, 2048, device=s.device)
+    return 2 * 2048**3 / best_time(lambda: a @ a, min(s.seconds, 2.0), s.device) / 1e9
+
+
+def synth_rate(model: Student, batch: int, seconds: float, s: Settings, chunk=None):
+    """Samples per second (all utterances) of :meth:`Student.synthesize` on ``batch``
+    utterances of ``seconds`` each, noise included, and the peak memory in MiB."""
+    frames = max(1, round(seconds * SAMPLE_RATE / model.hop_length))
+    g = torch.Generator().manual_seed(0)
+    mel = torch.randn(batch, model.n_mels, frames, generator=g).to(s.device)
+
+    def run() -> object:
+        with torch.inference_mode():
+            return model.synthesize(mel, generator=g, chunk_samples=chunk)
+
+    with PeakMemory(s.device) as mem:
+        took = best_time(run, s.seconds, s.device)
+    return batch * frames * model.hop_length / took, mem.mib
+
+
+def distill_rate(student: Student, teacher: WaveNet, clips: int, length: int, s: Settings):
+    """Samples per second of a distillation step (student sample, frozen teacher pass, Monte
+    Carlo KL with 16 draws, power loss, backward, Adam)."""
+    task = DistillTask(teacher, DistillConfig(samples=16), AudioConfig())
+    opt = torch.optim.Adam(student.parameters(), lr=1e-4)
+    g = torch.Generator().manual_seed(0)
+    batch = {
+        "audio": ((torch.rand(clips, 1, length, generator=g) * 2 - 1) * 0.3).to(s.device),
+        "mel": torch.randn(clips, 80, length // 256, generator=g).to(s.device),
+        "lengths": torch.full((clips,), length, device=s.device),
+    }
+
+    def step() -> None:
+        loss, _ = task.loss(student, batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    student.train()
+    step()
+    took = best_time(step, s.seconds, s.device)
+    student.eval()
+    return clips * length / took
+
+
+def student_rows(s: Settings) -> list[dict[str, object]]:
+    peak = matmul_peak(s)
+    rows = []
+    for name in s.configs:
+        torch.manual_seed(0)
+        model = Student(**COMMON, **STUDENTS[name]["model"]).to(s.device).eval()
+        with torch.no_grad():  # the output layers start at zero: give the flows some work
+            for flow in model.flows:
+                torch.nn.init.normal_(flow.out.weight, std=0.01)
+        teacher = WaveNet(**COMMON, **TEACHERS[name]["model"]).to(s.device).eval()
+        one, _ = synth_rate(model, 1, SYNTH_SECONDS, s)
+        eight, _ = synth_rate(model, 8, SYNTH_SECONDS, s)
+        long = Settings(s.device, s.configs, 0.0, s.long_seconds)  # one timed run each
+        _, whole_mib = synth_rate(model, 1, s.long_seconds, long)
+        _, chunk_mib = synth_rate(
+            model, 1, s.long_seconds, long, chunk=int(CHUNK_SECONDS * SAMPLE_RATE)
+        )
+        teacher_one, _ = cached_rate(teacher, 1, s)
+        clips, length = STUDENTS[name]["train"]
+        train = distill_rate(model, teacher, clips, length, s)
+        gflops = flops_per_sample(model) * one / 1e9
+        rows.append(
+            {
+                "model": f"student {name} (teacher {name})",
+                "params": sum(p.numel() for p in model.parameters()),
+                "lookback": model.lookback,
+                "MFLOP/sample": flops_per_sample(model) / 1e6,
+                "B=1 (samples/s)": one,
+                f"RTF at {SAMPLE_RATE / 1000:g} kHz": SAMPLE_RATE / one,
+                "GFLOP/s (% of matmul peak)": f"{gflops:.0f} ({100 * gflops / peak:.0f} %)",
+                "B=8 (samples/s, all 8)": eight,
+                f"{s.long_seconds:g} s peak (MiB)": whole_mib,
+                f"{s.long_seconds:g} s chunked peak (MiB)": chunk_mib,
+                "distill train batch": f"{clips} x {length}",
+                "distill (samples/s)": train,
+                "teacher cached B=1 (samples/s)": teacher_one,
+                "student / teacher": one / teacher_one,
+            }
+        )
+        del model, teacher
+        gc.collect()
+    return rows
+
+
+BENCHMARKS: dict[str, Callable[[Settings], list[dict[str, object]]]] = {
+    "teacher": teacher_rows,
+    "student": student_rows,
+}
 
 
 # --------------------------------------------------------------------------- the table
@@ -262,7 +395,8 @@ def header(s: Settings) -> str:
     return (
         f"Device: {device_name(s.device)} ({s.device.type}), {torch.get_num_threads()} torch "
         f"threads, float32, torch {torch.__version__}, numpy {np.__version__}. Best of repeated "
-        f"runs within {s.seconds:g} s per measurement. Memory: {PeakMemory.describe(s.device)}."
+        f"runs within {s.seconds:g} s per measurement. Memory: {PeakMemory.describe(s.device)}. "
+        f"Matrix-product peak: {matmul_peak(s):.0f} GFLOP/s (2048 x 2048, float32)."
     )
 
 
@@ -295,6 +429,17 @@ def build_parser() -> argparse.ArgumentParser:
         "twice (default: 5).",
     )
     parser.add_argument(
+        "--tables",
+        default="teacher,student",
+        help=f"Comma-separated tables out of {', '.join(BENCHMARKS)} (default: teacher,student).",
+    )
+    parser.add_argument(
+        "--long-seconds",
+        type=float,
+        default=60.0,
+        help="Utterance length of the student's peak-memory measurement (default: 60).",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=None,
@@ -320,9 +465,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--device cuda, but torch sees no CUDA device")
     if args.threads:
         torch.set_num_threads(args.threads)
-    s = Settings(torch.device(args.device), configs, args.seconds)
-    rows = [row for bench in BENCHMARKS for row in bench(s)]
-    text = f"{header(s)}\n\n{markdown(rows)}\n"
+    tables = [t.strip() for t in args.tables.split(",") if t.strip()]
+    if not tables or any(t not in BENCHMARKS for t in tables):
+        parser.error(f"unknown table(s) in {args.tables!r}; choose from {', '.join(BENCHMARKS)}")
+    s = Settings(torch.device(args.device), configs, args.seconds, args.long_seconds)
+    parts = [header(s)]
+    for name in tables:
+        parts.append(f"### {name.capitalize()}\n\n{markdown(BENCHMARKS[name](s))}")
+    text = "\n\n".join(parts) + "\n"
     print(text, end="")
     if args.out:
         args.out.write_text(text, encoding="utf-8")
