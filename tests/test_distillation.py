@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from training_setup import make_dump, tiny_config
 
 from pwavenet.config import ConfigError
@@ -119,3 +123,21 @@ def test_teacher_with_other_features_is_refused(setup, tmp_path):
         make_distill_trainer(cfg, dump, tmp_path / "run", cpu=True)
     with pytest.raises(ConfigError, match=r"distill\.teacher is empty"):
         make_distill_trainer(tiny_config(*STUDENT), dump, tmp_path / "run", cpu=True)
+
+
+@pytest.mark.slow
+def test_two_processes_keep_one_student(setup, tmp_path):
+    from test_training import free_port
+
+    dump, teacher = setup
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    launch += ["--master_addr", "127.0.0.1", "--master_port", str(free_port())]
+    script = str(Path(__file__).parent / "dist_distill.py")
+    out = tmp_path / "weights"
+    args = [script, str(dump), str(teacher), str(tmp_path / "run"), str(out), "2"]
+    subprocess.run([*launch, *args], check=True, timeout=300)
+    a, b = load_file(f"{out}.0"), load_file(f"{out}.1")
+    for k in a:  # the ranks trained one model: gradients were synchronised
+        torch.testing.assert_close(a[k], b[k], atol=0, rtol=0, msg=k)
+    flows = [k for k in a if k.endswith("out.weight")]
+    assert flows and any(float(a[k].abs().max()) > 0 for k in flows)  # the steps moved them
