@@ -1,0 +1,221 @@
+"""Objective comparisons of synthesized audio with its reference, and a no-training baseline.
+
+Every metric takes the output ``x`` and the reference ``y`` (1-D float arrays or tensors at the
+same sample rate, compared over their common length):
+
+- :func:`mrstft_distance`: the multi-resolution STFT loss (:func:`pwavenet.losses.mrstft_loss`);
+- :func:`mel_cepstral_distortion`: MCD in dB over cepstra of the log-mel spectrogram (c0 left out);
+- :func:`log_spectral_distance`: LSD in dB over STFT power spectra;
+- :func:`loudness_ratio_db`: ``20 log10(rms(x) / rms(y))`` (a whispering system is far below 0);
+- :func:`f0_track` (YIN, no downloaded model) and :func:`pitch_metrics`: F0 RMSE in Hz over
+  frames voiced in both, voiced/unvoiced error, and voiced-frame recall against the reference.
+
+:func:`griffin_lim` inverts a log-mel spectrogram without any training: the baseline every
+report carries beside the neural systems (SPEC section 8).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from .audio import LogMelSpectrogram
+from .config import AudioConfig
+from .losses import mrstft_loss
+
+__all__ = [
+    "compare",
+    "f0_track",
+    "griffin_lim",
+    "log_spectral_distance",
+    "loudness_ratio_db",
+    "mel_cepstral_distortion",
+    "mrstft_distance",
+    "pitch_metrics",
+]
+
+_EPS = 1e-10
+_SILENCE_DBFS = -80.0  # frames below this mean power (dB re full scale) are never voiced
+
+
+def _pair(x: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both signals as float32 tensors ``(T,)`` cut to their common length."""
+    x = torch.as_tensor(np.asarray(x, dtype=np.float32)).reshape(-1)
+    y = torch.as_tensor(np.asarray(y, dtype=np.float32)).reshape(-1)
+    n = min(x.shape[0], y.shape[0])
+    return x[:n], y[:n]
+
+
+def mrstft_distance(x: Any, y: Any) -> float:
+    """Multi-resolution STFT distance (spectral convergence + log-magnitude L1); 0 if equal."""
+    x, y = _pair(x, y)
+    return float(mrstft_loss(x[None], y[None]))
+
+
+def loudness_ratio_db(x: Any, y: Any) -> float:
+    """``20 log10(rms(x) / rms(y))`` in dB."""
+    x, y = _pair(x, y)
+    rms_x = float(x.pow(2).mean().sqrt())
+    rms_y = float(y.pow(2).mean().sqrt())
+    return 20.0 * math.log10(max(rms_x, _EPS) / max(rms_y, _EPS))
+
+
+def mel_cepstral_distortion(x: Any, y: Any, audio: AudioConfig, coefficients: int = 13) -> float:
+    """Mean over frames of ``(10 / ln 10) sqrt(2 sum_d (c_d(x) - c_d(y))^2)`` in dB, with
+    ``c_1 .. c_D`` the orthonormal DCT-II of the natural-log mel magnitudes (c0, the level, is
+    left out)."""
+    x, y = _pair(x, y)
+    mel = LogMelSpectrogram.from_config(audio)
+    with torch.no_grad():
+        mx, my = mel(x), mel(y)  # (n_mels, frames)
+    dct = _dct_matrix(audio.n_mels)[1 : coefficients + 1]
+    diff = dct @ (mx - my)
+    per_frame = (10.0 / math.log(10.0)) * torch.sqrt(2.0 * diff.pow(2).sum(0))
+    return float(per_frame.mean())
+
+
+def _dct_matrix(n: int) -> torch.Tensor:
+    k = torch.arange(n, dtype=torch.float64)[:, None]
+    i = torch.arange(n, dtype=torch.float64)[None]
+    m = torch.cos(math.pi / n * (i + 0.5) * k) * math.sqrt(2.0 / n)
+    m[0] /= math.sqrt(2.0)
+    return m.float()
+
+
+def log_spectral_distance(x: Any, y: Any, n_fft: int = 1024, hop: int = 256) -> float:
+    """Mean over frames of the RMS over frequency of ``10 log10 |X|^2 - 10 log10 |Y|^2`` (dB);
+    powers are floored at 1e-10."""
+    x, y = _pair(x, y)
+    window = torch.hann_window(n_fft)
+    px, py = (
+        torch.stft(s, n_fft, hop, window=window, return_complex=True).abs().pow(2) for s in (x, y)
+    )
+    diff = 10.0 * (px.clamp(min=_EPS).log10() - py.clamp(min=_EPS).log10())
+    return float(diff.pow(2).mean(0).sqrt().mean())
+
+
+def f0_track(
+    audio: Any,
+    sample_rate: int,
+    hop: int,
+    *,
+    fmin: float = 60.0,
+    fmax: float = 500.0,
+    threshold: float = 0.15,
+    silence_db: float = -40.0,
+) -> np.ndarray:
+    """F0 in Hz of every hop block (frame ``j`` centred on samples ``[j hop, (j+1) hop)``, as
+    the mel frames), 0 where unvoiced: YIN's cumulative mean normalised difference with an
+    absolute threshold and parabolic refinement. Frames quieter than ``silence_db`` below the
+    loudest frame, or than -80 dB full scale, are unvoiced. ``(T // hop,)``."""
+    x = np.asarray(audio, dtype=np.float64).reshape(-1)
+    lag_min, lag_max = int(sample_rate / fmax), math.ceil(sample_rate / fmin)
+    width = lag_max  # integration window
+    frames = x.shape[0] // hop
+    span = width + lag_max
+    centre = np.arange(frames) * hop + hop // 2
+    padded = np.pad(x, (span, span))
+    starts = centre - width // 2 + span
+    segs = np.stack([padded[s : s + span] for s in starts]) if frames else np.zeros((0, span))
+    n = 1 << math.ceil(math.log2(2 * span))
+    spec_a = np.fft.rfft(segs[:, :width], n)
+    spec_b = np.fft.rfft(segs, n)
+    acf = np.fft.irfft(np.conj(spec_a) * spec_b, n)[:, : lag_max + 1]
+    sq = np.concatenate([np.zeros((frames, 1)), np.cumsum(segs**2, axis=1)], axis=1)
+    e0 = sq[:, width][:, None]
+    lags = np.arange(lag_max + 1)
+    e_lag = sq[:, lags + width] - sq[:, lags]
+    diff = np.maximum(e0 + e_lag - 2 * acf, 0.0)
+    cum = np.cumsum(diff[:, 1:], axis=1)
+    cmnd = np.ones_like(diff)
+    cmnd[:, 1:] = diff[:, 1:] * lags[1:] / np.maximum(cum, _EPS)
+    energy = e0[:, 0] / width
+    loud = 10 * np.log10(np.maximum(energy, _EPS))
+    gate = (loud > loud.max(initial=-np.inf) + silence_db) & (loud > _SILENCE_DBFS)
+    f0 = np.zeros(frames)
+    for j in np.nonzero(gate)[0]:
+        below = np.nonzero(cmnd[j, lag_min : lag_max + 1] < threshold)[0]
+        if below.size == 0:
+            continue
+        lag = lag_min + int(below[0])
+        while lag + 1 <= lag_max and cmnd[j, lag + 1] < cmnd[j, lag]:
+            lag += 1
+        shift = 0.0
+        if lag_min < lag < lag_max:
+            a, b, c = cmnd[j, lag - 1], cmnd[j, lag], cmnd[j, lag + 1]
+            denom = a - 2 * b + c
+            shift = 0.5 * (a - c) / denom if denom > 0 else 0.0
+        f0[j] = sample_rate / (lag + shift)
+    return f0
+
+
+def pitch_metrics(f0_x: np.ndarray, f0_y: np.ndarray) -> dict[str, float]:
+    """``f0_rmse_hz`` over frames voiced in both (NaN if none), ``vuv_error`` (fraction of
+    frames whose voicing differs) and ``voiced_recall`` (fraction of the reference's voiced
+    frames voiced in ``x``; NaN if the reference has none)."""
+    n = min(len(f0_x), len(f0_y))
+    fx, fy = f0_x[:n], f0_y[:n]
+    vx, vy = fx > 0, fy > 0
+    both = vx & vy
+    rmse = float(np.sqrt(np.mean((fx[both] - fy[both]) ** 2))) if both.any() else math.nan
+    return {
+        "f0_rmse_hz": rmse,
+        "vuv_error": float(np.mean(vx != vy)) if n else math.nan,
+        "voiced_recall": float(both.sum() / vy.sum()) if vy.any() else math.nan,
+    }
+
+
+def compare(x: Any, y: Any, audio: AudioConfig) -> dict[str, float]:
+    """Every metric of ``x`` against the reference ``y``, as one flat dict."""
+    x, y = _pair(x, y)
+    f0_x = f0_track(x.numpy(), audio.sample_rate, audio.hop_length)
+    f0_y = f0_track(y.numpy(), audio.sample_rate, audio.hop_length)
+    return {
+        "mrstft": mrstft_distance(x, y),
+        "mcd_db": mel_cepstral_distortion(x, y, audio),
+        "lsd_db": log_spectral_distance(x, y, audio.n_fft, audio.hop_length),
+        "loudness_db": loudness_ratio_db(x, y),
+        **pitch_metrics(f0_x, f0_y),
+    }
+
+
+def griffin_lim(
+    log_mel: torch.Tensor, audio: AudioConfig, iterations: int = 32, seed: int = 0
+) -> torch.Tensor:
+    """Audio ``(frames * hop,)`` from a log-mel spectrogram ``(n_mels, frames)`` with no
+    training: the mel filterbank's pseudo-inverse (clamped at 0) gives a magnitude, and
+    ``iterations`` of Griffin-Lim find a phase, with the same framing as the mel extractor."""
+    mel = LogMelSpectrogram.from_config(audio)
+    magnitude = (torch.linalg.pinv(mel.mel_basis) @ log_mel.float().exp()).clamp(min=0)
+    frames, hop, n_fft = log_mel.shape[-1], audio.hop_length, audio.n_fft
+    left = (n_fft - audio.win_length) // 2
+    window = F.pad(mel.window, (left, n_fft - audio.win_length - left))
+    g = torch.Generator().manual_seed(seed)
+    phase = torch.exp(2j * math.pi * torch.rand(magnitude.shape, generator=g))
+    length = frames * hop
+
+    def synth(spec: torch.Tensor) -> torch.Tensor:
+        chunks = torch.fft.irfft(spec, n=n_fft, dim=0) * window[:, None]  # (n_fft, frames)
+        size = (1, (frames - 1) * hop + n_fft)
+        ola = F.fold(chunks[None], size, kernel_size=(1, n_fft), stride=(1, hop))
+        norm = F.fold(
+            window.pow(2)[None, :, None].expand(1, -1, frames), size, (1, n_fft), stride=(1, hop)
+        )
+        full = (ola / norm.clamp(min=1e-8)).reshape(-1)
+        return full[mel.pad : mel.pad + length]
+
+    def analyse(signal: torch.Tensor) -> torch.Tensor:
+        padded = F.pad(signal[None, None], (mel.pad, mel.pad), mode="reflect")[0, 0]
+        return torch.stft(
+            padded, n_fft, hop, audio.win_length, mel.window, center=False, return_complex=True
+        )
+
+    signal = synth(magnitude * phase)
+    for _ in range(iterations):
+        spec = analyse(signal)
+        signal = synth(magnitude * torch.exp(1j * spec.angle()))
+    return signal

@@ -1,0 +1,111 @@
+"""Evaluation metrics on constructed cases with known answers, and the Griffin-Lim baseline."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pwavenet.audio import LogMelSpectrogram
+from pwavenet.config import AudioConfig
+from pwavenet.evaluation import (
+    compare,
+    f0_track,
+    griffin_lim,
+    log_spectral_distance,
+    loudness_ratio_db,
+    mel_cepstral_distortion,
+    mrstft_distance,
+    pitch_metrics,
+)
+
+SR = 16000
+AUDIO = AudioConfig(sample_rate=SR, fmax=8000.0)
+
+
+def tone(freq: float, seconds: float = 1.0, amp: float = 0.3) -> np.ndarray:
+    t = np.arange(int(SR * seconds)) / SR
+    # a few harmonics: voice-like, and YIN must not lock onto an octave
+    return amp * sum(np.sin(2 * np.pi * k * freq * t) / k for k in (1, 2, 3)).astype(np.float32)
+
+
+def noise(seconds: float = 1.0, amp: float = 0.1, seed: int = 0) -> np.ndarray:
+    return (amp * np.random.default_rng(seed).standard_normal(int(SR * seconds))).astype(np.float32)
+
+
+def test_identical_signals_give_zero_distances():
+    y = tone(150) + noise(amp=0.01)
+    assert mrstft_distance(y, y) == 0.0
+    assert mel_cepstral_distortion(y, y, AUDIO) == 0.0
+    assert log_spectral_distance(y, y) == 0.0
+    assert loudness_ratio_db(y, y) == 0.0
+    metrics = compare(y, y, AUDIO)
+    assert metrics["f0_rmse_hz"] == 0.0 and metrics["vuv_error"] == 0.0
+    assert metrics["voiced_recall"] == 1.0
+
+
+@pytest.mark.parametrize("gain", [0.5, 0.1, 2.0])
+def test_a_known_gain_gives_the_known_loudness_ratio(gain):
+    y = tone(200) + noise(amp=0.02)
+    assert loudness_ratio_db(gain * y, y) == pytest.approx(20 * math.log10(gain), abs=1e-4)
+    # A pure gain shifts every log power by the same amount: LSD = |20 log10 g| exactly.
+    assert log_spectral_distance(gain * y, y) == pytest.approx(abs(20 * math.log10(gain)), 1e-3)
+
+
+@pytest.mark.parametrize("freq", [110.0, 200.0, 330.0])
+def test_a_pure_tone_gives_its_f0(freq):
+    f0 = f0_track(tone(freq), SR, 256)
+    voiced = f0[f0 > 0]
+    assert len(voiced) > 0.9 * len(f0)
+    assert np.median(voiced) == pytest.approx(freq, rel=0.01)
+    assert np.abs(voiced - freq).max() < 0.03 * freq
+
+
+def test_noise_and_silence_are_unvoiced_and_recall_counts_reference_frames():
+    assert (f0_track(noise(), SR, 256) > 0).mean() < 0.1
+    assert (f0_track(np.zeros(SR, np.float32), SR, 256) == 0).all()
+    half = np.concatenate([tone(200, 0.5), noise(0.5, amp=0.1)])
+    m = pitch_metrics(f0_track(half, SR, 256), f0_track(tone(200), SR, 256))
+    assert 0.4 < m["voiced_recall"] < 0.6 and 0.4 < m["vuv_error"] < 0.6
+    assert m["f0_rmse_hz"] < 3.0
+
+
+def test_mcd_grows_with_spectral_difference():
+    y = tone(200) + noise(amp=0.01)
+    near = mel_cepstral_distortion(y + noise(amp=0.005, seed=1), y, AUDIO)
+    far = mel_cepstral_distortion(noise(amp=0.3, seed=2), y, AUDIO)
+    assert 0 < near < far
+
+
+def test_griffin_lim_inverts_a_mel_to_audio_with_its_pitch_and_level():
+    y = tone(180, 1.0)
+    mel = LogMelSpectrogram.from_config(AUDIO)(torch.from_numpy(y))
+    out = griffin_lim(mel, AUDIO, iterations=32)
+    assert out.shape == (mel.shape[-1] * AUDIO.hop_length,)
+    assert torch.isfinite(out).all()
+    assert abs(loudness_ratio_db(out, y)) < 2.0
+    m = pitch_metrics(f0_track(out.numpy(), SR, 256), f0_track(y, SR, 256))
+    assert m["voiced_recall"] > 0.9 and m["f0_rmse_hz"] < 5.0
+    # More iterations fit the magnitude better.
+    few = griffin_lim(mel, AUDIO, iterations=2)
+    assert mrstft_distance(out, y) < mrstft_distance(few, y)
+
+
+def test_f0_tracker_follows_the_synthetic_corpus_ground_truth(tmp_path):
+    import json
+
+    import soundfile as sf
+
+    from pwavenet.corpus import make_corpus
+
+    root = make_corpus(tmp_path / "c", num_utterances=2, seed=3, sample_rate=SR)
+    truth = json.loads((root / "ground_truth.json").read_text())["utterances"]
+    for uid, entry in truth.items():
+        ref, _ = sf.read(str(root / "wavs" / f"{uid}.wav"), dtype="float32")
+        hop = round(entry["hop_seconds"] * SR)
+        est = f0_track(ref, SR, hop)
+        gt = np.asarray(entry["f0"])[: len(est)]
+        m = pitch_metrics(est[: len(gt)], gt)
+        assert m["voiced_recall"] > 0.7 and m["f0_rmse_hz"] < 15.0, (uid, m)
