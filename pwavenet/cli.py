@@ -354,6 +354,68 @@ def _run_synthesize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_evaluate(sub: argparse._SubParsersAction) -> Handler:
+    p = sub.add_parser(
+        "evaluate",
+        help="Compare synthesized audio with its references (and a Griffin-Lim baseline).",
+        description=(
+            "For every reference file, find <folder>/<id>.wav of each --system and compute the "
+            "multi-resolution STFT distance, mel-cepstral distortion, log-spectral distance, "
+            "loudness ratio, F0 RMSE, voiced/unvoiced error and voiced-frame recall; invert the "
+            "reference's mel with Griffin-Lim as the no-training baseline. Writes metrics.json, "
+            "metrics.md and griffin-lim/*.wav into --out and prints the table."
+        ),
+    )
+    p.add_argument("references", nargs="+", help="Reference audio files, folders or @list.txt.")
+    p.add_argument(
+        "--system",
+        action="append",
+        required=True,
+        metavar="NAME=FOLDER",
+        help="A system's output folder (<id>.wav per reference); repeat for several.",
+    )
+    p.add_argument("--out", type=Path, required=True, help="Folder for the metrics.")
+    p.add_argument(
+        "--features",
+        type=Path,
+        required=True,
+        help="An export folder or a feature cache whose feature settings the mels use.",
+    )
+    p.add_argument(
+        "--no-griffin-lim", action="store_true", help="Leave out the Griffin-Lim baseline."
+    )
+    return _run_evaluate
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from .config import AudioConfig
+    from .errors import ConfigError
+    from .evaluation import evaluate_systems, metrics_table
+    from .fileio import read_json
+    from .synthesis import collect_inputs
+
+    systems = {}
+    for item in args.system:
+        name, sep, folder = item.partition("=")
+        if not sep or not name or not folder:
+            raise ConfigError(f"--system {item!r}: expected NAME=FOLDER")
+        systems[name] = Path(folder)
+    meta = args.features / "model.json"
+    if meta.is_file():
+        audio = AudioConfig(**read_json(meta, "pwavenet-export/1", ConfigError, "export")["audio"])
+    else:
+        from .data import FeatureCache
+
+        audio = FeatureCache(args.features).audio
+    refs = [p for p in collect_inputs(args.references) if p.suffix != ".npy"]
+    result = evaluate_systems(
+        refs, systems, audio, args.out, with_griffin_lim=not args.no_griffin_lim
+    )
+    print(metrics_table(result["mean"]), end="")
+    print(f"evaluate: {len(result['utterances'])} utterances; metrics in {args.out}")
+    return 0
+
+
 # --------------------------------------------------------------------------- main
 
 SUBCOMMANDS = (
@@ -363,6 +425,7 @@ SUBCOMMANDS = (
     _add_eval_teacher,
     _add_distill,
     _add_synthesize,
+    _add_evaluate,
 )
 
 

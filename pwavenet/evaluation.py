@@ -17,23 +17,28 @@ report carries beside the neural systems (SPEC section 8).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soundfile as sf
 import torch
 from torch.nn import functional as F
 
 from .audio import LogMelSpectrogram
 from .config import AudioConfig
+from .errors import AudioError, DataError
 from .losses import mrstft_loss
 
 __all__ = [
     "compare",
+    "evaluate_systems",
     "f0_track",
     "griffin_lim",
     "log_spectral_distance",
     "loudness_ratio_db",
     "mel_cepstral_distortion",
+    "metrics_table",
     "mrstft_distance",
     "pitch_metrics",
 ]
@@ -219,3 +224,111 @@ def griffin_lim(
         spec = analyse(signal)
         signal = synth(magnitude * torch.exp(1j * spec.angle()))
     return signal
+
+
+def evaluate_systems(
+    references: list[Any],
+    systems: dict[str, Any],
+    audio: AudioConfig,
+    out_dir: Any,
+    *,
+    with_griffin_lim: bool = True,
+    iterations: int = 32,
+) -> dict[str, Any]:
+    """Compare every system's ``<folder>/<id>.wav`` with each reference ``<id>.wav``.
+
+    ``systems`` maps names to folders. With ``with_griffin_lim`` the reference's mel is also
+    inverted by Griffin-Lim (written to ``out_dir/griffin-lim/``) and scored as one more system.
+    Returns ``{"utterances": {id: {system: metrics}}, "mean": {system: metrics}}`` and writes it
+    as ``out_dir/metrics.json`` and a Markdown table ``out_dir/metrics.md``. A missing output, a
+    sample rate other than the reference's, or a length that differs by more than one hop is a
+    one-line error naming the file.
+    """
+    from .audio import read_audio, write_wav
+    from .fileio import atomic_path, write_json
+
+    out_dir = Path(out_dir)
+    if not references:
+        raise DataError("no reference files given")
+    pairs = [(Path(r), _check_outputs(Path(r), systems, audio)) for r in references]
+    per_utt: dict[str, dict[str, dict[str, float]]] = {}
+    mel = LogMelSpectrogram.from_config(audio)
+    for ref_path, paths in pairs:  # everything was checked: nothing is written half-way
+        ref = read_audio(ref_path)[0]
+        outputs = {name: read_audio(path)[0] for name, path in paths.items()}
+        if with_griffin_lim:
+            with torch.no_grad():
+                gl = griffin_lim(mel(torch.from_numpy(ref)), audio, iterations)
+            write_wav(out_dir / "griffin-lim" / f"{ref_path.stem}.wav", gl, audio.sample_rate)
+            outputs["griffin-lim"] = gl.numpy()
+        per_utt[ref_path.stem] = {name: compare(x, ref, audio) for name, x in outputs.items()}
+    names = list(next(iter(per_utt.values())))
+    mean = {
+        name: {
+            k: float(np.nanmean([u[name][k] for u in per_utt.values()]))
+            if any(not math.isnan(u[name][k]) for u in per_utt.values())
+            else math.nan
+            for k in next(iter(per_utt.values()))[name]
+        }
+        for name in names
+    }
+    result = {"utterances": per_utt, "mean": mean}
+    write_json(out_dir / "metrics.json", result)
+    with atomic_path(out_dir / "metrics.md") as tmp:
+        tmp.write_text(metrics_table(mean), encoding="utf-8")
+    return result
+
+
+def _check_outputs(ref_path: Path, systems: dict[str, Any], audio: AudioConfig) -> dict[str, Path]:
+    """Each system's output for one reference, checked for presence, rate and length."""
+    if not ref_path.is_file():
+        raise DataError(f"{ref_path}: missing reference file")
+    try:
+        ref = sf.info(str(ref_path))
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise AudioError(f"{ref_path}: not a readable audio file ({exc})") from None
+    if ref.samplerate != audio.sample_rate:
+        raise AudioError(
+            f"{ref_path}: sample rate {ref.samplerate} Hz, the features expect "
+            f"{audio.sample_rate} Hz"
+        )
+    found = {}
+    for name, folder in systems.items():
+        path = Path(folder) / f"{ref_path.stem}.wav"
+        if not path.is_file():
+            raise DataError(f"{path}: missing {name} output for reference {ref_path}")
+        info = sf.info(str(path))
+        if info.samplerate != ref.samplerate:
+            raise AudioError(
+                f"{path}: sample rate {info.samplerate} Hz, the reference has {ref.samplerate} Hz"
+            )
+        if abs(info.frames - ref.frames) >= audio.hop_length:
+            raise AudioError(
+                f"{path}: {info.frames} samples, the reference has {ref.frames} "
+                f"(more than one hop apart)"
+            )
+        found[name] = path
+    return found
+
+
+_COLUMNS = {
+    "mrstft": "MR-STFT",
+    "mcd_db": "MCD (dB)",
+    "lsd_db": "LSD (dB)",
+    "loudness_db": "loudness (dB)",
+    "f0_rmse_hz": "F0 RMSE (Hz)",
+    "vuv_error": "V/UV error",
+    "voiced_recall": "voiced recall",
+}
+
+
+def metrics_table(mean: dict[str, dict[str, float]]) -> str:
+    """A Markdown table of mean metrics, one row per system."""
+    lines = [
+        "| system | " + " | ".join(_COLUMNS.values()) + " |",
+        "| --- |" + " ---: |" * len(_COLUMNS),
+    ]
+    for name, m in mean.items():
+        cells = ["n/a" if math.isnan(m[k]) else f"{m[k]:.3f}" for k in _COLUMNS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -109,3 +109,75 @@ def test_f0_tracker_follows_the_synthetic_corpus_ground_truth(tmp_path):
         gt = np.asarray(entry["f0"])[: len(est)]
         m = pitch_metrics(est[: len(gt)], gt)
         assert m["voiced_recall"] > 0.7 and m["f0_rmse_hz"] < 15.0, (uid, m)
+
+
+def _write(path, x, rate=SR):
+    import soundfile as sf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), x, rate, subtype="PCM_16")
+    return path
+
+
+def test_evaluate_command_writes_metrics_for_every_system(tmp_path, capsys):
+    import json
+
+    from pwavenet import cli
+
+    refs = [_write(tmp_path / "ref" / f"u{i}.wav", tone(150 + 50 * i)) for i in range(2)]
+    for i, r in enumerate(refs):
+        _write(tmp_path / "same" / r.name, tone(150 + 50 * i))
+        _write(tmp_path / "quiet" / r.name, 0.1 * tone(150 + 50 * i))
+    cache = tmp_path / "dump"
+    cache.mkdir()
+    (cache / "model.json").write_text(
+        json.dumps({"format": "pwavenet-export/1", "audio": AUDIO.__dict__})
+    )
+    args = [
+        "evaluate",
+        str(tmp_path / "ref"),
+        "--features",
+        str(cache),
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    args += ["--system", f"same={tmp_path / 'same'}", "--system", f"quiet={tmp_path / 'quiet'}"]
+    assert cli.main(args) == 0
+    data = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert set(data["mean"]) == {"same", "quiet", "griffin-lim"}
+    assert data["mean"]["quiet"]["loudness_db"] == pytest.approx(-20.0, abs=0.05)
+    assert abs(data["mean"]["same"]["loudness_db"]) < 0.01  # 16-bit rounding only
+    assert data["mean"]["same"]["voiced_recall"] == 1.0
+    assert all(math.isfinite(v) for v in data["mean"]["griffin-lim"].values())
+    assert (tmp_path / "o" / "griffin-lim" / "u0.wav").is_file()
+    assert "| quiet |" in (tmp_path / "o" / "metrics.md").read_text()
+    assert "| same |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "make, pattern",
+    [
+        (lambda d: None, "missing bad output"),
+        (lambda d: _write(d / "bad" / "u0.wav", tone(150), 22050), "sample rate 22050 Hz"),
+        (lambda d: _write(d / "bad" / "u0.wav", tone(150, 0.5)), "more than one hop apart"),
+    ],
+)
+def test_evaluate_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, make, pattern):
+    import json
+    import re
+
+    from pwavenet import cli
+
+    _write(tmp_path / "ref" / "u0.wav", tone(150))
+    (tmp_path / "bad").mkdir()
+    make(tmp_path)
+    feats = tmp_path / "f"
+    feats.mkdir()
+    (feats / "model.json").write_text(
+        json.dumps({"format": "pwavenet-export/1", "audio": AUDIO.__dict__})
+    )
+    args = ["evaluate", str(tmp_path / "ref"), "--features", str(feats)]
+    rc = cli.main([*args, "--out", str(tmp_path / "o"), "--system", f"bad={tmp_path / 'bad'}"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and len(err.splitlines()) == 1 and re.search(pattern, err), err
+    assert not (tmp_path / "o").exists()
