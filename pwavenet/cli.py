@@ -176,25 +176,34 @@ def _add_train_teacher(sub: argparse._SubParsersAction) -> Handler:
     return _run_train_teacher
 
 
-def _run_train_teacher(args: argparse.Namespace) -> int:
+def _run_training(
+    args: argparse.Namespace, name: str, train: Callable, overrides: list[str]
+) -> int:
+    """Load the config, run ``train(cfg, dump, out, ...)`` with a progress bar on the main
+    process, and report where the export went."""
     from accelerate import PartialState
 
     from .config import load_config
-    from .training import train_teacher
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(args.config, overrides)
     main_process = PartialState(cpu=args.cpu).is_main_process
-    export = train_teacher(
+    export = train(
         cfg,
         args.dump,
         args.out,
         resume=not args.no_resume,
         cpu=args.cpu,
-        progress=_progress("train-teacher", "step") if main_process else None,
+        progress=_progress(name, "step") if main_process else None,
     )
     if main_process:
-        print(f"train-teacher: {cfg.train.max_steps} steps done; export in {export}")
+        print(f"{name}: {cfg.train.max_steps} steps done; export in {export}")
     return 0
+
+
+def _run_train_teacher(args: argparse.Namespace) -> int:
+    from .training import train_teacher
+
+    return _run_training(args, "train-teacher", train_teacher, args.overrides)
 
 
 def _add_eval_teacher(sub: argparse._SubParsersAction) -> Handler:
@@ -264,27 +273,12 @@ def _add_distill(sub: argparse._SubParsersAction) -> Handler:
 
 
 def _run_distill(args: argparse.Namespace) -> int:
-    from accelerate import PartialState
-
-    from .config import load_config
     from .distillation import train_student
 
     overrides = list(args.overrides)
     if args.teacher is not None:
         overrides.append(f"distill.teacher={args.teacher}")
-    cfg = load_config(args.config, overrides)
-    main_process = PartialState(cpu=args.cpu).is_main_process
-    export = train_student(
-        cfg,
-        args.dump,
-        args.out,
-        resume=not args.no_resume,
-        cpu=args.cpu,
-        progress=_progress("distill", "step") if main_process else None,
-    )
-    if main_process:
-        print(f"distill: {cfg.train.max_steps} steps done; export in {export}")
-    return 0
+    return _run_training(args, "distill", train_student, overrides)
 
 
 def _add_synthesize(sub: argparse._SubParsersAction) -> Handler:

@@ -19,10 +19,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import AudioConfig, Config, DistillConfig, save_config
+from .config import AudioConfig, Config, DistillConfig
 from .data import FeatureCache
 from .errors import ConfigError, DataError
-from .export import WEIGHTS, save_export
+from .export import WEIGHTS
 from .losses import (
     gaussian_kl_regularized,
     log_power_loss,
@@ -34,8 +34,8 @@ from .losses import (
 )
 from .student import Student, log_scale_for_step_size
 from .teacher import WaveNet
-from .trainer import Trainer, latest_checkpoint
-from .training import make_loaders, sample_mask, to_device
+from .trainer import Trainer
+from .training import fit_and_export, make_loaders, sample_mask, to_device
 
 logger = logging.getLogger(__name__)
 
@@ -267,28 +267,18 @@ def train_student(
 ) -> Path:
     """Distill a student; returns the path of its export (``run_dir/export``), which records
     the teacher's path and the sha256 of its weights."""
-    run_dir = Path(run_dir)
     trainer, log_scale_init = make_distill_trainer(cfg, dump_dir, run_dir, cpu=cpu)
-    if trainer.accelerator.is_main_process:
-        save_config(cfg, run_dir / "config.yaml")
-    checkpoint = latest_checkpoint(run_dir) if resume else None
-    if checkpoint is not None:
-        trainer.load_checkpoint(checkpoint)
-    trainer.fit(progress)
-    export = run_dir / "export"
-    if trainer.accelerator.is_main_process:
-        teacher_dir = Path(cfg.distill.teacher)
-        save_export(
-            trainer.averaged_model(),
-            export,
-            kind="student",
-            model_args=student_args(cfg, log_scale_init),
-            cfg=cfg,
-            extra={
-                "steps": trainer.progress.step,
-                "teacher": str(teacher_dir.resolve()),
-                "teacher_sha256": file_sha256(teacher_dir / WEIGHTS),
-            },
-        )
-    trainer.accelerator.wait_for_everyone()
-    return export
+    teacher_dir = Path(cfg.distill.teacher)
+    return fit_and_export(
+        trainer,
+        cfg,
+        run_dir,
+        kind="student",
+        model_args=student_args(cfg, log_scale_init),
+        extra={
+            "teacher": str(teacher_dir.resolve()),
+            "teacher_sha256": file_sha256(teacher_dir / WEIGHTS),
+        },
+        resume=resume,
+        progress=progress,
+    )

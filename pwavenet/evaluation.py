@@ -264,12 +264,7 @@ def evaluate_systems(
         per_utt[ref_path.stem] = {name: compare(x, ref, audio) for name, x in outputs.items()}
     names = list(next(iter(per_utt.values())))
     mean = {
-        name: {
-            k: float(np.nanmean([u[name][k] for u in per_utt.values()]))
-            if any(not math.isnan(u[name][k]) for u in per_utt.values())
-            else math.nan
-            for k in next(iter(per_utt.values()))[name]
-        }
+        name: {k: _nanmean([u[name][k] for u in per_utt.values()]) for k in _COLUMNS}
         for name in names
     }
     result = {"utterances": per_utt, "mean": mean}
@@ -309,6 +304,12 @@ def _check_outputs(ref_path: Path, systems: dict[str, Any], audio: AudioConfig) 
             )
         found[name] = path
     return found
+
+
+def _nanmean(values: list[float]) -> float:
+    """Mean of the non-NaN values; NaN when there are none (e.g. no voiced frames)."""
+    kept = [v for v in values if not math.isnan(v)]
+    return sum(kept) / len(kept) if kept else math.nan
 
 
 _COLUMNS = {

@@ -114,6 +114,20 @@ def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], where: s
     model.load_state_dict(state)
 
 
+def _load_model(path: str | Path, kind: str, cls: type, device: str | torch.device) -> Any:
+    """An eval-mode ``cls`` built and filled from an export of ``kind``, with ``.audio`` and
+    ``.export_extra`` (the export's ``extra`` record) attached."""
+    state, meta = load_export(path, kind)
+    try:
+        model = cls(**meta["model_args"])
+    except (TypeError, ValueError) as exc:
+        raise ExportError(f"{path}: invalid {kind} description ({exc})") from None
+    load_state_strict(model, state, str(path))
+    model.audio = AudioConfig(**meta["audio"])
+    model.export_extra = meta.get("extra", {})
+    return model.to(device).eval()
+
+
 def load_teacher(path: str | Path, device: str | torch.device = "cpu") -> Any:
     """Load a teacher export as an eval-mode :class:`~pwavenet.teacher.WaveNet`.
 
@@ -122,14 +136,7 @@ def load_teacher(path: str | Path, device: str | torch.device = "cpu") -> Any:
     """
     from .teacher import WaveNet
 
-    state, meta = load_export(path, "teacher")
-    try:
-        model = WaveNet(**meta["model_args"])
-    except (TypeError, ValueError) as exc:
-        raise ExportError(f"{path}: invalid teacher description ({exc})") from None
-    load_state_strict(model, state, str(path))
-    model.audio = AudioConfig(**meta["audio"])
-    return model.to(device).eval()
+    return _load_model(path, "teacher", WaveNet, device)
 
 
 def load_student(path: str | Path, device: str | torch.device = "cpu") -> Any:
@@ -140,16 +147,10 @@ def load_student(path: str | Path, device: str | torch.device = "cpu") -> Any:
     """
     from .student import Student
 
-    state, meta = load_export(path, "student")
-    try:
-        model = Student(**meta["model_args"])
-    except (TypeError, ValueError) as exc:
-        raise ExportError(f"{path}: invalid student description ({exc})") from None
-    load_state_strict(model, state, str(path))
-    model.audio = AudioConfig(**meta["audio"])
-    extra = meta.get("extra", {})
+    model = _load_model(path, "student", Student, device)
+    extra = model.export_extra
     model.teacher = {"path": extra.get("teacher"), "sha256": extra.get("teacher_sha256")}
-    return model.to(device).eval()
+    return model
 
 
 def export_kind(path: str | Path) -> str:

@@ -27,6 +27,7 @@ __all__ = [
     "TeacherTask",
     "build_teacher",
     "evaluate_teacher",
+    "fit_and_export",
     "make_teacher_trainer",
     "teacher_args",
     "train_teacher",
@@ -158,8 +159,29 @@ def train_teacher(
     With ``resume`` the newest checkpoint in ``run_dir`` is continued. The export
     (``run_dir/export``, EMA weights) is written when ``train.max_steps`` is reached.
     """
-    run_dir = Path(run_dir)
     trainer = make_teacher_trainer(cfg, dump_dir, run_dir, cpu=cpu)
+    args = teacher_args(cfg)
+    return fit_and_export(
+        trainer, cfg, run_dir, kind="teacher", model_args=args, resume=resume, progress=progress
+    )
+
+
+def fit_and_export(
+    trainer: Trainer,
+    cfg: Config,
+    run_dir: str | Path,
+    *,
+    kind: str,
+    model_args: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+    resume: bool = True,
+    progress: Callable[[Iterable[int]], Iterable[int]] | None = None,
+) -> Path:
+    """What every training run does around its trainer: write the resolved config, resume from
+    the newest checkpoint (with ``resume``), train to ``train.max_steps``, and write the
+    inference export ``run_dir/export`` (EMA weights; ``extra`` plus the step count in its
+    description) from the main process. Returns the export's path."""
+    run_dir = Path(run_dir)
     if trainer.accelerator.is_main_process:
         save_config(cfg, run_dir / "config.yaml")
     checkpoint = latest_checkpoint(run_dir) if resume else None
@@ -171,10 +193,10 @@ def train_teacher(
         save_export(
             trainer.averaged_model(),
             export,
-            kind="teacher",
-            model_args=teacher_args(cfg),
+            kind=kind,
+            model_args=model_args,
             cfg=cfg,
-            extra={"steps": trainer.progress.step},
+            extra={"steps": trainer.progress.step, **(extra or {})},
         )
     trainer.accelerator.wait_for_everyone()
     return export

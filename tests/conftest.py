@@ -27,3 +27,17 @@ def write_audio(path: Path, audio: np.ndarray, rate: int, subtype: str = "PCM_16
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+def reset_accelerate() -> None:
+    """accelerate keeps one process-wide state; a test that builds a trainer starts afresh."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+@pytest.fixture
+def fresh_accelerate_state():
+    reset_accelerate()
+    yield
+    reset_accelerate()

@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import tone, write_audio
+from conftest import reset_accelerate, tone, write_audio
 from test_distillation import STUDENT
 from training_setup import TINY, make_dump
 
@@ -17,18 +17,16 @@ from pwavenet import cli
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    from accelerate.state import AcceleratorState
-
     root = tmp_path_factory.mktemp("cli_student")
     dump = make_dump(root)
     common = ["--cpu", "--dump", str(dump), *TINY]
     teacher = ["train-teacher", *common, "--out", str(root / "teacher"), "train.max_steps=3"]
     assert cli.main(teacher) == 0
-    AcceleratorState._reset_state(reset_partial_state=True)
+    reset_accelerate()
     distill = ["distill", *common, "--out", str(root / "student"), *STUDENT]
     distill += ["--teacher", str(root / "teacher" / "export"), "train.max_steps=3"]
     assert cli.main(distill) == 0
-    AcceleratorState._reset_state(reset_partial_state=True)
+    reset_accelerate()
     return root
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import reset_accelerate
 from safetensors.torch import load_file
 from training_setup import make_dump, tiny_config
 
@@ -28,23 +29,15 @@ STUDENT = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _fresh_accelerate_state():
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
+pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from accelerate.state import AcceleratorState
-
     root = tmp_path_factory.mktemp("distill")
     dump = make_dump(root)
     teacher = train_teacher(tiny_config("train.max_steps=100"), dump, root / "teacher", cpu=True)
-    AcceleratorState._reset_state(reset_partial_state=True)
+    reset_accelerate()
     return dump, teacher
 
 
