@@ -351,13 +351,17 @@ def _run_synthesize(args: argparse.Namespace) -> int:
 def _add_evaluate(sub: argparse._SubParsersAction) -> Handler:
     p = sub.add_parser(
         "evaluate",
-        help="Compare synthesized audio with its references (and a Griffin-Lim baseline).",
+        help="Compare synthesized audio with its references and write a report.",
         description=(
             "For every reference file, find <folder>/<id>.wav of each --system and compute the "
             "multi-resolution STFT distance, mel-cepstral distortion, log-spectral distance, "
             "loudness ratio, F0 RMSE, voiced/unvoiced error and voiced-frame recall; invert the "
-            "reference's mel with Griffin-Lim as the no-training baseline. Writes metrics.json, "
-            "metrics.md and griffin-lim/*.wav into --out and prints the table."
+            "reference's mel with Griffin-Lim as the no-training baseline; with --teacher, score "
+            "each reference by the teacher's NLL (bits/sample), and with --student by the "
+            "student's KL to the teacher (nats/sample); read each system's synthesis speed from "
+            "the synthesis.json `pwavenet synthesize` leaves. Writes metrics.json, metrics.md, "
+            "report.html (audio players, mel figures, training curves of each --run), "
+            "figures/, audio/ and griffin-lim/ into --out and prints the table and a summary."
         ),
     )
     p.add_argument("references", nargs="+", help="Reference audio files, folders or @list.txt.")
@@ -368,12 +372,35 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> Handler:
         metavar="NAME=FOLDER",
         help="A system's output folder (<id>.wav per reference); repeat for several.",
     )
-    p.add_argument("--out", type=Path, required=True, help="Folder for the metrics.")
+    p.add_argument("--out", type=Path, required=True, help="Folder for the metrics and report.")
     p.add_argument(
         "--features",
         type=Path,
-        required=True,
-        help="An export folder or a feature cache whose feature settings the mels use.",
+        help="An export folder or a feature cache whose feature settings the mels use "
+        "(default: the --teacher or --student export).",
+    )
+    p.add_argument("--teacher", type=Path, help="Teacher export: score the references' NLL.")
+    p.add_argument(
+        "--student",
+        type=Path,
+        help="Student export: score its KL to the teacher (--teacher, or the teacher the "
+        "student records).",
+    )
+    p.add_argument(
+        "--run",
+        action="append",
+        default=[],
+        metavar="NAME=RUN",
+        help="A training run folder whose log.jsonl curves go into the report; repeatable.",
+    )
+    p.add_argument(
+        "--kl-samples", type=int, default=16, help="Monte Carlo draws per step for the KL."
+    )
+    p.add_argument(
+        "--report-utterances",
+        type=int,
+        default=8,
+        help="Utterances with audio players and mel figures in report.html.",
     )
     p.add_argument(
         "--no-griffin-lim", action="store_true", help="Leave out the Griffin-Lim baseline."
@@ -381,32 +408,143 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> Handler:
     return _run_evaluate
 
 
-def _run_evaluate(args: argparse.Namespace) -> int:
-    from .config import AudioConfig
+def _named_paths(items: list[str], option: str) -> dict[str, Path]:
     from .errors import ConfigError
-    from .evaluation import evaluate_systems, metrics_table
-    from .fileio import read_json
-    from .synthesis import collect_inputs
 
-    systems = {}
-    for item in args.system:
+    named = {}
+    for item in items:
         name, sep, folder = item.partition("=")
         if not sep or not name or not folder:
-            raise ConfigError(f"--system {item!r}: expected NAME=FOLDER")
-        systems[name] = Path(folder)
-    meta = args.features / "model.json"
+            raise ConfigError(f"{option} {item!r}: expected NAME=FOLDER")
+        named[name] = Path(folder)
+    return named
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import metrics_table
+    from .report import summarize
+
+    result, out = _evaluate(args)
+    print(metrics_table(result["mean"], result["reference"]), end="")
+    for line in summarize(result):
+        print(f"- {line}")
+    print(f"evaluate: {len(result['utterances'])} utterances; report in {out}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> tuple[dict, Path]:
+    """Check every input, then compute the metrics and write the report."""
+    from .config import AudioConfig
+    from .curves import read_log
+    from .errors import ConfigError
+    from .evaluation import evaluate_systems
+    from .export import load_student, load_teacher
+    from .fileio import read_json
+    from .report import write_report
+    from .synthesis import collect_inputs
+
+    systems = _named_paths(args.system, "--system")
+    runs = _named_paths(args.run, "--run")
+    for run in runs.values():
+        read_log(run)  # a one-line error now rather than after the metrics
+    student = load_student(args.student) if args.student else None
+    teacher_dir = args.teacher
+    if student is not None and teacher_dir is None:
+        teacher_dir = Path(student.teacher["path"] or "")
+    teacher = load_teacher(teacher_dir) if teacher_dir else None
+    features = args.features or args.teacher or args.student
+    if features is None:
+        raise ConfigError("give --features (or --teacher / --student) for the feature settings")
+    meta = features / "model.json"
     if meta.is_file():
         audio = AudioConfig(**read_json(meta, "pwavenet-export/1", ConfigError, "export")["audio"])
     else:
         from .data import FeatureCache
 
-        audio = FeatureCache(args.features).audio
+        audio = FeatureCache(features).audio
+    for model, path in ((teacher, teacher_dir), (student, args.student)):
+        if model is not None and model.audio != audio:
+            raise ConfigError(f"{path}: made with other feature settings than {features}")
     refs = [p for p in collect_inputs(args.references) if p.suffix != ".npy"]
     result = evaluate_systems(
-        refs, systems, audio, args.out, with_griffin_lim=not args.no_griffin_lim
+        refs,
+        systems,
+        audio,
+        args.out,
+        with_griffin_lim=not args.no_griffin_lim,
+        teacher=teacher,
+        student=student,
+        kl_samples=args.kl_samples,
+        progress=_progress("evaluate", "utt"),
     )
-    print(metrics_table(result["mean"]), end="")
-    print(f"evaluate: {len(result['utterances'])} utterances; metrics in {args.out}")
+    write_report(
+        result, refs, systems, audio, args.out, runs=runs, max_utterances=args.report_utterances
+    )
+    return result, args.out
+
+
+# --------------------------------------------------------------------------- demo
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> Handler:
+    p = sub.add_parser(
+        "demo",
+        help="The whole pipeline on a synthetic corpus: corpus to report (the main job).",
+        description=(
+            "Make a synthetic speech-like corpus, extract features, train a teacher, score its "
+            "held-out NLL, distill a student, synthesize the test utterances with both, and "
+            "evaluate them beside a Griffin-Lim baseline into OUT/eval/report.html. Each stage's "
+            "wall time is logged; running it again reuses finished stages and resumes an "
+            "interrupted training run. Sizes: --quick (about a minute: checks the pipeline), "
+            "cpu (about 10 minutes on 2 cores), gpu (about 30 minutes on one GPU). Configs: "
+            "recipes/demo/conf/{teacher,student}_<size>.yaml."
+        ),
+    )
+    p.add_argument("--quick", action="store_true", help="The smallest size (what CI runs).")
+    p.add_argument("--size", choices=("cpu", "gpu"), default="cpu", help="Demo size.")
+    p.add_argument("--out", type=Path, default=Path("demo_out"), help="Output folder.")
+    p.add_argument("--conf", type=Path, help="Folder of the demo configs (default: the repo's).")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="Run nothing: check that OUT holds a finished demo with a complete report (every "
+        "stage recorded, every number finite, every figure and audio file present).",
+    )
+    return _run_demo
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from .demo import check_demo, run_demo
+
+    if args.check:
+        problems = check_demo(args.out)
+        for p in problems:
+            print(f"pwavenet: demo check: {p}", file=sys.stderr)
+        if not problems:
+            print(f"demo: {args.out} holds a finished demo with a complete report")
+        return EXIT_ERROR if problems else 0
+
+    size = "quick" if args.quick else args.size
+    record = run_demo(
+        args.out, size, conf_dir=args.conf, log=_echo, progress=lambda d, u: _progress(d, u)
+    )
+    print(f"\ndemo ({size}): stage wall times")
+    for name, seconds in record["stages"].items():
+        print(f"  {name:<12} {seconds:8.1f} s")
+    minutes, seconds = divmod(record["seconds_all_stages"], 60)
+    print(
+        f"  {'total':<12} {record['seconds_all_stages']:8.1f} s ({minutes:.0f} min {seconds:.0f} s)"
+    )
+    nll = record["teacher_nll_bits"]
+    print(f"\nteacher NLL: valid {nll['valid']:.3f}, test {nll['test']:.3f} bits/sample")
+    print("\nwhat the run achieved:")
+    for line in record["summary"]:
+        print(f"- {line}")
+    print("\ntargets:")
+    for t in record["targets"]:
+        verdict = {True: "met", False: "NOT met", None: "n/a at this size"}[t["met"]]
+        print(f"- {t['target']}: {verdict} ({t['measured']})")
+    print(f"\ndemo: report in {record['report']}")
     return 0
 
 
@@ -420,6 +558,7 @@ SUBCOMMANDS = (
     _add_distill,
     _add_synthesize,
     _add_evaluate,
+    _add_demo,
 )
 
 

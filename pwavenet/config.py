@@ -123,7 +123,7 @@ class StudentConfig:
     upsample_scales: list[int] = field(default_factory=lambda: [4, 4, 16])
 
 
-LOSS_TERMS = ("kl", "power")  # the terms distill.loss_weights may weight
+LOSS_TERMS = ("kl", "power", "loudness")  # the terms distill.loss_weights may weight
 
 
 @dataclass

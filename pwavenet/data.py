@@ -5,6 +5,7 @@ Layout of a feature cache made by :func:`preprocess_corpus` (``pwavenet preproce
     <dump>/manifest.json          settings, feature hash, split, lengths, skipped files
     <dump>/config.yaml            the resolved config the cache was made with
     <dump>/feats/<id>.safetensors {"audio": (T,), "mel": (n_mels, T // hop)}, T a multiple of hop
+    <dump>/lists/<split>.txt      the source audio files of each split, one path per line
 
 Alignment contract: mel frame ``j`` belongs to audio samples ``[j * hop, (j + 1) * hop)``. A
 training segment of ``S`` samples (``S`` a multiple of ``hop``) starting at frame ``f`` is
@@ -268,6 +269,12 @@ def preprocess_corpus(
     for stale in feats.glob("*.safetensors"):
         if stale.name not in keep:
             stale.unlink()
+    lists = out_dir / "lists"
+    lists.mkdir(exist_ok=True)
+    for name in SPLITS:
+        with atomic_path(lists / f"{name}.txt") as tmp:
+            sources = [r["source"] for r in rows if r["split"] == name]
+            tmp.write_text("".join(f"{s}\n" for s in sources), encoding="utf-8")
     write_json(
         out_dir / MANIFEST,
         {

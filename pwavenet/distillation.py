@@ -26,6 +26,7 @@ from .export import WEIGHTS
 from .losses import (
     gaussian_kl_regularized,
     log_power_loss,
+    loudness_loss,
     magnitude_loss,
     masked_mean,
     monte_carlo_kl,
@@ -98,7 +99,8 @@ def file_sha256(path: str | Path) -> str:
 
 
 class DistillTask:
-    """Student loss: ``w_kl * KL + w_power * spectral - gamma * KL(mismatched mel)``.
+    """Student loss: ``w_kl * KL + w_power * spectral + w_loudness * energy envelope
+    - gamma * KL(mismatched mel)``.
 
     The KL is Monte Carlo (``distill.samples`` draws per step) unless student and teacher are
     both Gaussian, where ClariNet's closed form with its log-scale regulariser is used.
@@ -107,7 +109,7 @@ class DistillTask:
     def __init__(self, teacher: WaveNet, cfg: DistillConfig, audio: AudioConfig) -> None:
         self.teacher = teacher.eval().requires_grad_(False)
         self.cfg, self.audio = cfg, audio
-        self.weights = {"kl": 1.0, "power": 0.0, **cfg.loss_weights}
+        self.weights = {"kl": 1.0, "power": 0.0, "loudness": 0.0, **cfg.loss_weights}
 
     def _teacher_on(self, device: torch.device) -> WaveNet:
         if next(self.teacher.parameters()).device != device:
@@ -161,7 +163,13 @@ class DistillTask:
             x = out.x.float() * mask
             spectral = self._spectral(x, audio.float() * mask)
             total = total + self.weights["power"] * spectral
-        metrics.update({"kl/loss": float(kl.detach()), "power/loss": float(spectral.detach())})
+            metrics["power/loss"] = float(spectral.detach())
+            if self.weights["loudness"]:
+                a = self.audio
+                level = loudness_loss(x, audio.float() * mask, a.win_length, a.hop_length)
+                total = total + self.weights["loudness"] * level
+                metrics["loudness/loss"] = float(level.detach())
+        metrics["kl/loss"] = float(kl.detach())
         if self.cfg.contrastive_gamma > 0 and audio.shape[0] > 1:
             other = speaker.roll(1, 0) if speaker is not None else None
             mismatched, _ = self._kl(student, out, mel.roll(1, 0), other, mask)

@@ -1,8 +1,8 @@
 """Synthesis inputs and outputs: mels from files, batching over utterances, WAVs out.
 
-Inputs may be audio files (their log-mel is computed with the model's feature settings) or
-``.npy`` mel arrays ``(n_mels, frames)`` (read with ``allow_pickle=False``), given as files,
-folders or a text file listing paths (``@list.txt``).
+Inputs may be audio files (resampled to the model's rate; their log-mel is computed with its
+feature settings) or ``.npy`` mel arrays ``(n_mels, frames)`` (read with ``allow_pickle=False``),
+given as files, folders or a text file listing paths (``@list.txt``).
 """
 
 from __future__ import annotations
@@ -14,15 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 
 from .audio import LogMelSpectrogram, read_audio, write_wav
 from .config import AudioConfig
 from .data import AUDIO_EXTENSIONS
-from .errors import AudioError, DataError
+from .errors import DataError
+from .fileio import write_json
 
-__all__ = ["Utterance", "collect_inputs", "load_inputs", "synthesize"]
+__all__ = ["SYNTHESIS_LOG", "Utterance", "collect_inputs", "load_inputs", "synthesize"]
+
+SYNTHESIS_LOG = "synthesis.json"
+SYNTHESIS_FORMAT = "pwavenet-synthesis/1"
 
 
 @dataclass
@@ -83,16 +86,7 @@ def load_inputs(paths: list[Path], audio: AudioConfig) -> list[Utterance]:
                 raise DataError(f"{path}: mel contains non-finite values")
             out.append(Utterance(path.stem, torch.from_numpy(mel.astype(np.float32)), path))
             continue
-        try:
-            rate = sf.info(str(path)).samplerate
-        except (sf.LibsndfileError, RuntimeError) as exc:
-            raise AudioError(f"{path}: not a readable audio file ({exc})") from None
-        if rate != audio.sample_rate:
-            raise AudioError(
-                f"{path}: sample rate {rate} Hz, the model expects {audio.sample_rate} Hz "
-                f"(resample it, or run it through `pwavenet preprocess`)"
-            )
-        wav, _ = read_audio(path)
+        wav, _ = read_audio(path, audio.sample_rate)  # other rates are resampled (logged)
         mel_fn = mel_fn or LogMelSpectrogram.from_config(audio)
         with torch.no_grad():
             out.append(Utterance(path.stem, mel_fn(torch.from_numpy(wav)), path))
@@ -130,7 +124,9 @@ def synthesize(
 
     ``progress`` wraps the teacher's steps or the student's batches. Returns per-utterance rows
     ``{"id", "samples", "seconds", "samples_per_s", "rtf"}``; speed is that of the batch the
-    utterance was in (wall time of the model call, WAV writing excluded).
+    utterance was in (wall time of the model call, WAV writing excluded). The rows are also
+    written to ``<out>/synthesis.json`` with the model kind, device and batch size, where
+    ``pwavenet evaluate`` reads the synthesis speed.
     """
     from .student import Student
 
@@ -171,6 +167,17 @@ def synthesize(
                     "rtf": elapsed / max(sum(lengths) / audio_cfg.sample_rate, 1e-9),
                 }
             )
+    write_json(
+        out_dir / SYNTHESIS_LOG,
+        {
+            "format": SYNTHESIS_FORMAT,
+            "model": "student" if student else "teacher",
+            "device": str(device),
+            "batch_size": batch_size,
+            "chunk_samples": chunk_samples,
+            "utterances": rows,
+        },
+    )
     return rows
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 
 import numpy as np
@@ -95,3 +96,46 @@ def test_distill_from_a_student_export_is_refused(run, tmp_path, capsys):
     assert cli.main(args) == 1
     err = capsys.readouterr().err.strip()
     assert "is a student export, not a teacher" in err and len(err.splitlines()) == 1
+
+
+def test_evaluate_scores_models_reads_speed_and_writes_the_report(run, tmp_path, capsys):
+    refs = f"@{run / 'dump' / 'lists' / 'test.txt'}"
+    systems = []
+    for kind in ("student", "teacher"):
+        out = tmp_path / kind
+        assert cli.main(["synthesize", str(run / kind / "export"), refs, "--out", str(out)]) == 0
+        systems += ["--system", f"{kind}={out}"]
+    args = ["evaluate", refs, *systems, "--out", str(tmp_path / "eval")]
+    args += ["--student", str(run / "student" / "export")]  # its teacher comes from the record
+    args += ["--run", f"teacher={run / 'teacher'}", "--run", f"student={run / 'student'}"]
+    assert cli.main([*args, "--kl-samples", "4"]) == 0
+    printed = capsys.readouterr().out
+    assert "The student's KL to the teacher is" in printed
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    nll = metrics["models"]["teacher_nll_bits"]
+    kl = metrics["models"]["student_kl_nats"]
+    n = len((run / "dump" / "lists" / "test.txt").read_text().split())
+    assert len(nll) == len(kl) == n + 1  # every reference and the mean
+    assert 0 < nll["mean"] < 20 and math.isfinite(kl["mean"])
+    assert set(metrics["speed"]) == {"student", "teacher"}
+    assert metrics["speed"]["student"]["samples_per_s"] > 0
+    from pwavenet.report import check_report
+
+    assert check_report(tmp_path / "eval") == []
+
+
+def test_evaluate_with_a_run_without_a_log_writes_nothing(run, tmp_path, capsys):
+    refs = f"@{run / 'dump' / 'lists' / 'test.txt'}"
+    args = ["evaluate", refs, "--system", f"x={tmp_path}", "--out", str(tmp_path / "eval")]
+    rc = cli.main([*args, "--teacher", str(run / "teacher" / "export"), "--run", f"r={tmp_path}"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and len(err.splitlines()) == 1 and "log.jsonl" in err, err
+    assert not (tmp_path / "eval").exists()
+
+
+def test_synthesize_resamples_audio_of_another_rate(run, tmp_path):
+    wav = write_audio(tmp_path / "in" / "a.wav", tone(0.1, 16000), 16000)
+    rc = cli.main(["synthesize", str(run / "student" / "export"), str(wav), "--out", str(tmp_path)])
+    assert rc == 0
+    info = sf.info(str(tmp_path / "a.wav"))
+    assert info.samplerate == 8000 and info.frames == 800 // 64 * 64

