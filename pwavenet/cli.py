@@ -312,6 +312,11 @@ def _add_synthesize(sub: argparse._SubParsersAction) -> Handler:
     )
     p.add_argument("--seed", type=int, default=0, help="Sampling seed.")
     p.add_argument("--device", default="cpu", help="Torch device, e.g. cpu or cuda.")
+    p.add_argument(
+        "--resample",
+        action="store_true",
+        help="Resample audio inputs of another sample rate (by default they are an error).",
+    )
     return _run_synthesize
 
 
@@ -323,7 +328,7 @@ def _run_synthesize(args: argparse.Namespace) -> int:
     if args.model != "auto" and args.model != kind:
         raise ExportError(f"{args.model_dir}: is a {kind} export, not a {args.model}")
     model = (load_student if kind == "student" else load_teacher)(args.model_dir, args.device)
-    utterances = load_inputs(collect_inputs(args.inputs), model.audio)
+    utterances = load_inputs(collect_inputs(args.inputs), model.audio, resample=args.resample)
     chunk = int(args.chunk_seconds * model.audio.sample_rate) or None
     rows = synthesize(
         model,

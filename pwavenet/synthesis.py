@@ -1,8 +1,8 @@
 """Synthesis inputs and outputs: mels from files, batching over utterances, WAVs out.
 
-Inputs may be audio files (resampled to the model's rate; their log-mel is computed with its
-feature settings) or ``.npy`` mel arrays ``(n_mels, frames)`` (read with ``allow_pickle=False``),
-given as files, folders or a text file listing paths (``@list.txt``).
+Inputs may be audio files (at the model's rate, or resampled to it when asked; their log-mel is
+computed with its feature settings) or ``.npy`` mel arrays ``(n_mels, frames)`` (read with
+``allow_pickle=False``), given as files, folders or a text file listing paths (``@list.txt``).
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
 
 from .audio import LogMelSpectrogram, read_audio, write_wav
 from .config import AudioConfig
 from .data import AUDIO_EXTENSIONS
-from .errors import DataError
+from .errors import AudioError, DataError
 from .fileio import write_json
 
 __all__ = ["SYNTHESIS_LOG", "Utterance", "collect_inputs", "load_inputs", "synthesize"]
@@ -68,8 +69,11 @@ def collect_inputs(items: Iterable[str | Path]) -> list[Path]:
     return paths
 
 
-def load_inputs(paths: list[Path], audio: AudioConfig) -> list[Utterance]:
-    """Mels of every input, checked against the model's feature settings."""
+def load_inputs(
+    paths: list[Path], audio: AudioConfig, *, resample: bool = False
+) -> list[Utterance]:
+    """Mels of every input, checked against the model's feature settings. An audio file at
+    another sample rate is an error, or is resampled with ``resample``."""
     mel_fn = None
     out = []
     for path in paths:
@@ -86,7 +90,17 @@ def load_inputs(paths: list[Path], audio: AudioConfig) -> list[Utterance]:
                 raise DataError(f"{path}: mel contains non-finite values")
             out.append(Utterance(path.stem, torch.from_numpy(mel.astype(np.float32)), path))
             continue
-        wav, _ = read_audio(path, audio.sample_rate)  # other rates are resampled (logged)
+        if not resample:
+            try:
+                rate = sf.info(str(path)).samplerate
+            except (sf.LibsndfileError, RuntimeError) as exc:
+                raise AudioError(f"{path}: not a readable audio file ({exc})") from None
+            if rate != audio.sample_rate:
+                raise AudioError(
+                    f"{path}: sample rate {rate} Hz, the model expects {audio.sample_rate} Hz "
+                    "(pass --resample, or run it through `pwavenet preprocess`)"
+                )
+        wav, _ = read_audio(path, audio.sample_rate)
         mel_fn = mel_fn or LogMelSpectrogram.from_config(audio)
         with torch.no_grad():
             out.append(Utterance(path.stem, mel_fn(torch.from_numpy(wav)), path))

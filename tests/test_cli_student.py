@@ -133,9 +133,10 @@ def test_evaluate_with_a_run_without_a_log_writes_nothing(run, tmp_path, capsys)
     assert not (tmp_path / "eval").exists()
 
 
-def test_synthesize_resamples_audio_of_another_rate(run, tmp_path):
+def test_synthesize_resamples_audio_of_another_rate_when_asked(run, tmp_path):
     wav = write_audio(tmp_path / "in" / "a.wav", tone(0.1, 16000), 16000)
-    rc = cli.main(["synthesize", str(run / "student" / "export"), str(wav), "--out", str(tmp_path)])
-    assert rc == 0
+    args = ["synthesize", str(run / "student" / "export"), str(wav), "--out", str(tmp_path)]
+    assert cli.main(args) == 1  # refused unless asked
+    assert cli.main([*args, "--resample"]) == 0
     info = sf.info(str(tmp_path / "a.wav"))
     assert info.samplerate == 8000 and info.frames == 800 // 64 * 64

@@ -176,9 +176,9 @@ if doing 4; then
   for kind in student teacher; do
     [ -f "$run/$kind/export/model.json" ] || die "$run/$kind/export: no export; run stage 2 and 3 first"
   done
-  "$pwavenet" synthesize "$run/student/export" "@$dump/lists/test.txt" --model student \
+  "$pwavenet" synthesize "$run/student/export" "@$dump/lists/test.txt" --model student --resample \
     --out "$run/student/samples" --device "$device" | tee "$run/student/synthesis.log"
-  "$pwavenet" synthesize "$run/teacher/export" "@$dump/lists/test.txt" --model teacher \
+  "$pwavenet" synthesize "$run/teacher/export" "@$dump/lists/test.txt" --model teacher --resample \
     --out "$run/teacher/samples" --device "$device" --batch-size "$synth_batch" |
     tee "$run/teacher/synthesis.log"
   echo "stage 4: real-time factors (seconds of compute per second of audio; < 1 is faster):"
