@@ -118,3 +118,13 @@ def test_missing_configs_are_one_line_errors(tmp_path, capsys):
     assert cli.main(["demo", "--quick", "--out", str(tmp_path / "o"), "--conf", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "teacher_quick.yaml: demo config not found" in err
+
+
+def test_the_gpu_size_without_a_gpu_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert cli.main(["demo", "--size", "gpu", "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--size gpu needs a CUDA GPU" in err
+    assert not (tmp_path / "o").exists()

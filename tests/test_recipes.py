@@ -157,3 +157,45 @@ def test_template_stages_0_and_1_on_a_folder_of_audio(ljspeech, tmp_path):
 def test_demo_wrapper_forwards_its_arguments():
     result = run_script(RECIPES / "demo" / "run.sh", "--quick", "--out", "x", PWAVENET="echo")
     assert result.returncode == 0 and result.stdout.strip() == "demo --quick --out x"
+
+
+@pytest.mark.slow
+def test_template_recipe_runs_every_stage_on_tiny_models(ljspeech, tmp_path):
+    """Stages 0-5 of the template on a folder of 22.05 kHz files, features at 16 kHz (so stage 4
+    resamples the test list), tiny models, CPU: the whole recipe, through to the report."""
+    from pwavenet.report import check_report
+
+    script = RECIPES / "template" / "run.sh"
+    folder = ljspeech / "LJSpeech-1.1" / "wavs"
+    args = ["--corpus", str(folder), "--ngpu", "0", "--synth-batch", "2"]
+    for key in ("data", "dump", "exp"):
+        args += [f"--{key}", str(tmp_path / key)]
+    tiny = [
+        "audio.sample_rate=16000",
+        "audio.fmax=8000.0",
+        "data.valid_utterances=1",
+        "data.test_utterances=1",
+        "data.segment_length=2048",
+        "data.batch_size=2",
+        "teacher.layers=2",
+        "teacher.cycles=1",
+        "teacher.residual_channels=8",
+        "teacher.gate_channels=16",
+        "teacher.skip_channels=8",
+        "teacher.mixtures=2",
+        "student.flow_layers=[1,1]",
+        "student.layers_per_cycle=1",
+        "student.residual_channels=4",
+        "student.gate_channels=8",
+        "distill.samples=2",
+        "train.max_steps=2",
+        "train.valid_every=2",
+        "train.save_every=2",
+    ]
+    result = run_script(script, *args, *tiny)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "real-time factor" in result.stdout
+    run = next((tmp_path / "exp").iterdir())
+    assert check_report(run / "eval") == []
+    metrics = (run / "eval" / "metrics.json").read_text()
+    assert '"teacher_nll_bits"' in metrics and '"student_kl_nats"' in metrics
