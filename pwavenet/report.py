@@ -27,6 +27,10 @@ __all__ = ["LOUDNESS_TOLERANCE_DB", "PITCH_RECALL", "check_report", "summarize",
 LOUDNESS_TOLERANCE_DB = 2.0  # an output further than this from the reference's level is flagged
 PITCH_RECALL = 0.8  # voiced-frame recall from which an output counts as voiced like the reference
 _UNVOICED_RECALL = 0.2  # below this, an output is essentially unvoiced
+_MODEL_SCORES = {
+    "teacher_nll_bits": "teacher NLL of the references (bits/sample)",
+    "student_kl_nats": "student KL to the teacher given the references' mels (nats/sample)",
+}
 
 
 def _fmt(value: float, spec: str = ".2f") -> str:
@@ -44,7 +48,8 @@ def _pitch_sentence(name: str, m: dict[str, float], ref_voiced: float) -> str:
         verdict = f"partly voiced (recall under {PITCH_RECALL})"
     else:
         verdict = f"essentially unvoiced (recall under {_UNVOICED_RECALL}): no periodicity yet"
-    line = f"{name}: voiced in {share} ({_fmt(ref_voiced, '.0%')} of its frames are): {verdict}"
+    ref = f"the reference is voiced in {_fmt(ref_voiced, '.0%')} of its frames"
+    line = f"{name}: voiced in {share} ({ref}): {verdict}"
     if not math.isnan(m["f0_rmse_hz"]):
         line += f"; where both are voiced, F0 is off by {m['f0_rmse_hz']:.1f} Hz RMS"
     return line + "."
@@ -199,7 +204,8 @@ def write_report(
     if models:
         parts.append("<h2>Model scores of the references</h2><ul>")
         for key, values in models.items():
-            parts.append(f"<li>{html.escape(key)}: {_fmt(values['mean'], '.4f')}</li>")
+            label = _MODEL_SCORES.get(key, key)
+            parts.append(f"<li>{html.escape(label)}: {_fmt(values['mean'], '.4f')}</li>")
         parts.append("</ul>")
     if result.get("speed"):
         cols = {"samples_per_s": "samples/s", "rtf": "real-time factor", "seconds": "audio (s)"}
