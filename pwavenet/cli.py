@@ -232,12 +232,12 @@ def _run_eval_teacher(args: argparse.Namespace) -> int:
     from .data import FeatureCache
     from .export import load_teacher
     from .fileio import write_json
-    from .training import evaluate_teacher
+    from .training import evaluate_teacher, mean_bits
 
     model = load_teacher(args.model)
     rows = evaluate_teacher(model, FeatureCache(args.dump, model.audio), args.split)
     total = sum(r["samples"] for r in rows)
-    mean = sum(r["bits"] * r["samples"] for r in rows) / total
+    mean = mean_bits(rows)
     print("| utterance | samples | bits/sample |\n| --- | ---: | ---: |")
     for r in rows:
         print(f"| {r['id']} | {r['samples']} | {r['bits']:.3f} |")
@@ -321,6 +321,7 @@ def _add_synthesize(sub: argparse._SubParsersAction) -> Handler:
 
 
 def _run_synthesize(args: argparse.Namespace) -> int:
+    from .evaluation import synthesis_speed
     from .export import ExportError, export_kind, load_student, load_teacher
     from .synthesis import collect_inputs, load_inputs, synthesize
 
@@ -344,11 +345,10 @@ def _run_synthesize(args: argparse.Namespace) -> int:
             f"{r['id']}: {r['seconds']:.2f} s, {r['samples_per_s']:.0f} samples/s, "
             f"real-time factor {r['rtf']:.3f}"
         )
-    seconds = sum(float(r["seconds"]) for r in rows)
-    mean_rtf = sum(float(r["rtf"]) * float(r["seconds"]) for r in rows) / max(seconds, 1e-9)
+    speed = synthesis_speed(args.out)
     print(
-        f"synthesize: {len(rows)} files ({seconds:.1f} s of audio) in {args.out}; "
-        f"mean real-time factor {mean_rtf:.3f}"
+        f"synthesize: {len(rows)} files ({speed['seconds']:.1f} s of audio) in {args.out}; "
+        f"mean real-time factor {speed['rtf']:.3f}"
     )
     return 0
 

@@ -105,17 +105,6 @@ class _Stages:
         self.log(f"{header}: {self.record['stages'][name]:.1f} s")
 
 
-def _reset_accelerate() -> None:
-    """accelerate keeps one process-wide state; each training stage starts afresh."""
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-
-
-def _mean_bits(rows: list[dict[str, Any]]) -> float:
-    return sum(r["bits"] * r["samples"] for r in rows) / sum(r["samples"] for r in rows)
-
-
 def targets(
     size: str, nll: dict[str, float], result: dict[str, Any]
 ) -> list[tuple[str, bool | None, str]]:
@@ -177,11 +166,12 @@ def run_demo(
     from .corpus import make_corpus
     from .data import FeatureCache, preprocess_corpus
     from .distillation import train_student
-    from .evaluation import evaluate_systems, load_metrics
+    from .evaluation import evaluate_systems, load_metrics, synthesis_speed
     from .export import load_student, load_teacher
     from .report import summarize, write_report
     from .synthesis import load_inputs, synthesize
-    from .training import evaluate_teacher, train_teacher
+    from .trainer import reset_accelerate
+    from .training import evaluate_teacher, mean_bits, train_teacher
 
     if size not in SIZES:
         raise ConfigError(f"demo size {size!r}: expected one of {', '.join(SIZES)}")
@@ -226,7 +216,7 @@ def run_demo(
     stages.run("features", out / "dump" / "manifest.json", features)
 
     def train(fn: Callable[..., Path], cfg: Any, run: Path, name: str) -> None:
-        _reset_accelerate()
+        reset_accelerate()
         fn(cfg, out / "dump", run, resume=True, cpu=cpu, progress=bar(name, "step"))
 
     stages.run(
@@ -242,7 +232,7 @@ def run_demo(
             rows = {s: evaluate_teacher(model, cache, s) for s in ("valid", "test")}
         write_json(
             teacher_run / "eval.json",
-            {s: {"mean_bits": _mean_bits(r), "utterances": r} for s, r in rows.items()},
+            {s: {"mean_bits": mean_bits(r), "utterances": r} for s, r in rows.items()},
         )
 
     stages.run("teacher-nll", teacher_run / "eval.json", teacher_nll)
@@ -261,7 +251,7 @@ def run_demo(
             ("teacher", load_teacher, spec.teacher_batch),
         ):
             model = loader(out / kind / "export", spec.device)
-            rows = synthesize(
+            synthesize(
                 model,
                 load_inputs(refs, model.audio),
                 samples[kind],
@@ -270,10 +260,8 @@ def run_demo(
                 chunk_samples=5 * model.audio.sample_rate,
                 progress=bar(f"synthesize ({kind})", "batch" if kind == "student" else "sample"),
             )
-            rate = sum(r["samples"] for r in rows) / sum(
-                r["samples"] / r["samples_per_s"] for r in rows
-            )
-            log(f"   {kind}: {len(rows)} utterances, {rate:,.0f} samples/s")
+            speed = synthesis_speed(samples[kind])
+            log(f"   {kind}: {len(refs)} utterances, {speed['samples_per_s']:,.0f} samples/s")
 
     stages.run("synthesis", samples["teacher"] / "synthesis.json", synthesis)
 

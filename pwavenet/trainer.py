@@ -35,9 +35,25 @@ from .fileio import write_json
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EMA", "Task", "Trainer", "TrainingError", "latest_checkpoint", "lr_lambda"]
+__all__ = [
+    "EMA",
+    "Task",
+    "Trainer",
+    "TrainingError",
+    "latest_checkpoint",
+    "lr_lambda",
+    "reset_accelerate",
+]
 
 CHECKPOINT_RE = re.compile(r"^step-(\d{8})$")
+
+
+def reset_accelerate() -> None:
+    """Forget accelerate's process-wide state, so that the next trainer in this process starts
+    afresh (one process that trains several models: the demo, the tests)."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
 
 
 class TrainingError(PwavenetError):

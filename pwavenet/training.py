@@ -29,6 +29,7 @@ __all__ = [
     "evaluate_teacher",
     "fit_and_export",
     "make_teacher_trainer",
+    "mean_bits",
     "teacher_args",
     "train_teacher",
 ]
@@ -217,3 +218,8 @@ def evaluate_teacher(
         lp = model.log_prob(item["audio"][None].to(device), item["mel"][None].to(device))
         rows.append({"id": item["id"], "samples": lp.shape[-1], "bits": float(-lp.mean()) / LN2})
     return rows
+
+
+def mean_bits(rows: list[dict[str, Any]]) -> float:
+    """Sample-weighted mean of :func:`evaluate_teacher`'s per-utterance bits per sample."""
+    return sum(r["bits"] * r["samples"] for r in rows) / sum(r["samples"] for r in rows)

@@ -9,6 +9,8 @@ import pytest
 import soundfile as sf
 import torch
 
+from pwavenet.trainer import reset_accelerate
+
 
 def tone(seconds: float, rate: int, freq: float = 220.0, amp: float = 0.5, seed: int = 0):
     """A harmonic tone with a little noise: float32 (T,)."""
@@ -27,13 +29,6 @@ def write_audio(path: Path, audio: np.ndarray, rate: int, subtype: str = "PCM_16
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
-
-
-def reset_accelerate() -> None:
-    """accelerate keeps one process-wide state; a test that builds a trainer starts afresh."""
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
 
 
 @pytest.fixture
