@@ -32,166 +32,22 @@ accelerate_config=${ACCELERATE_CONFIG:-}  # default: conf/accelerate_1gpu.yaml, 
 machine_rank=${MACHINE_RANK:-}          # multi-node: this machine's rank (else the config's)
 synth_batch=${SYNTH_BATCH:-16}          # utterances the teacher generates together in stage 4
 pwavenet=${PWAVENET:-}                  # the pwavenet command (default: on PATH, or the repo's .venv)
+corpus_flag=--corpus                    # this recipe's corpus option
+corpus_name=corpus                      # the corpus' name under data/
 
-usage() { sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
-die() {
-  echo "run.sh: error: $*" >&2
-  exit 1
-}
-
-overrides=()
-while [ $# -gt 0 ]; do
-  case "$1" in
-    -h | --help) usage; exit 0 ;;
-    --*=*) die "write options as '$(echo "$1" | cut -d= -f1) VALUE'" ;;
-    --*)
-      [ $# -ge 2 ] || die "$1 needs a value"
-      case "$1" in
-        --stage) stage=$2 ;;
-        --stop-stage | --stop_stage) stop_stage=$2 ;;
-        --corpus) corpus_src=$2 ;;
-        --data) data=$2 ;;
-        --dump) dump=$2 ;;
-        --exp) exp=$2 ;;
-        --tag) tag=$2 ;;
-        --teacher-conf) teacher_conf=$2 ;;
-        --student-conf) student_conf=$2 ;;
-        --ngpu) ngpu=$2 ;;
-        --launcher) launcher=$2 ;;
-        --accelerate-config) accelerate_config=$2 ;;
-        --machine-rank) machine_rank=$2 ;;
-        --synth-batch) synth_batch=$2 ;;
-        --pwavenet) pwavenet=$2 ;;
-        *) die "unknown option $1 (see --help)" ;;
-      esac
-      shift 2
-      ;;
-    *=*) overrides+=("$1"); shift ;;
-    *) die "unexpected argument '$1' (see --help)" ;;
-  esac
-done
-for n in "$stage" "$stop_stage" "$ngpu" "$synth_batch"; do
-  [[ "$n" =~ ^[0-9]+$ ]] || die "'$n' is not a number"
-done
-# Absolute paths: the split lists in dump/lists/ name the corpus files with them, so that later
-# stages work from any directory.
-absolute() { case "$1" in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac }
-[ -z "$corpus_src" ] || corpus_src=$(absolute "$corpus_src")
-data=$(absolute "$data")
-dump=$(absolute "$dump")
-exp=$(absolute "$exp")
-teacher_conf=$(absolute "$teacher_conf")
-student_conf=$(absolute "$student_conf")
-[ -z "$accelerate_config" ] || accelerate_config=$(absolute "$accelerate_config")
-
-# ---------------------------------------------------------------------------- commands
-if [ -z "$pwavenet" ]; then
-  if command -v pwavenet >/dev/null; then
-    pwavenet=pwavenet
-  elif [ -x "$here/../../.venv/bin/pwavenet" ]; then
-    pwavenet="$here/../../.venv/bin/pwavenet"
-  else
-    die "pwavenet not found: pip install -e . in the repository, or set PWAVENET"
-  fi
-fi
-pwavenet_dir="$(dirname "$(command -v "$pwavenet")")"
-accelerate=accelerate
-[ -x "$pwavenet_dir/accelerate" ] && accelerate="$pwavenet_dir/accelerate"
-
-# Training runs under `accelerate launch` (one process per GPU, on one or several machines) or
-# as plain `pwavenet` (one process: one GPU, or the CPU with --ngpu 0).
-device=cuda
-cpu=()
-if [ "$ngpu" -eq 0 ]; then
-  device=cpu
-  cpu=(--cpu)
-  launcher=plain
-fi
-case "$launcher" in
-  plain)
-    [ "$ngpu" -le 1 ] || die "--launcher plain runs one process; use --launcher accelerate for $ngpu GPUs"
-    train=("$pwavenet")
-    ;;
-  accelerate)
-    if [ -z "$accelerate_config" ]; then
-      accelerate_config="$here/conf/accelerate_1gpu.yaml"
-      [ "$ngpu" -gt 1 ] && accelerate_config="$here/conf/accelerate_8gpu.yaml"
-    fi
-    train=("$accelerate" launch --config_file "$accelerate_config" --num_processes "$ngpu")
-    [ -n "$machine_rank" ] && train+=(--machine_rank "$machine_rank")
-    train+=(-m pwavenet)
-    ;;
-  *) die "--launcher must be accelerate or plain, not '$launcher'" ;;
-esac
-
-corpus="$data/corpus"
-run="$exp/$tag"
-log() { printf '\n== %s (%s)\n' "$*" "$(date +%H:%M:%S)"; }
-doing() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
-
-# ---------------------------------------------------------------------------- stages
-if doing 0; then
-  log "stage 0: data preparation"
+# ---------------------------------------------------------------------------- stage 0
+prepare_data() {
   [ -n "$corpus_src" ] || die "no corpus given: pass --corpus DIR (a folder of audio files)"
   [ -d "$corpus_src" ] || die "$corpus_src: no such folder"
+  local found
   found=$(find -L "$corpus_src" -type f \( -iname '*.wav' -o -iname '*.flac' -o -iname '*.ogg' \
     -o -iname '*.oga' -o -iname '*.aif' -o -iname '*.aiff' -o -iname '*.au' -o -iname '*.w64' \
     -o -iname '*.rf64' -o -iname '*.mp3' \) | wc -l)
   [ "$found" -gt 0 ] || die "$corpus_src: no audio files (WAV, FLAC, OGG, AIFF, AU, W64, RF64, MP3)"
-  source_dir="$(cd "$corpus_src" && pwd -P)"
-  mkdir -p "$data"
-  if [ -L "$corpus" ] || [ ! -e "$corpus" ]; then
-    ln -sfn "$source_dir" "$corpus"
-  elif [ "$(cd "$corpus" && pwd -P)" != "$source_dir" ]; then
-    die "$corpus: exists and is not a link to $source_dir; move it away"
-  fi
-  echo "stage 0: $found audio files; $corpus -> $source_dir"
-fi
+  link_corpus "$corpus_src"
+  echo "stage 0: $found audio files; $corpus -> $(cd "$corpus_src" && pwd -P)"
+}
 
-if doing 1; then
-  log "stage 1: features"
-  [ -d "$corpus" ] || die "$corpus: missing; run stage 0 first"
-  if [ -f "$dump/manifest.json" ]; then
-    echo "stage 1: $dump is complete (manifest.json); skipped (delete $dump to redo)"
-  else
-    "$pwavenet" preprocess "$corpus" "$dump" --config "$teacher_conf" ${overrides[@]+"${overrides[@]}"}
-  fi
-fi
-
-if doing 2; then
-  log "stage 2: teacher training (${train[*]})"
-  "${train[@]}" train-teacher --config "$teacher_conf" --dump "$dump" --out "$run/teacher" \
-    ${cpu[@]+"${cpu[@]}"} ${overrides[@]+"${overrides[@]}"}
-fi
-
-if doing 3; then
-  log "stage 3: distillation (${train[*]})"
-  [ -f "$run/teacher/export/model.json" ] || die "$run/teacher/export: no teacher export; run stage 2 first"
-  "${train[@]}" distill --config "$student_conf" --dump "$dump" --out "$run/student" \
-    --teacher "$run/teacher/export" ${cpu[@]+"${cpu[@]}"} ${overrides[@]+"${overrides[@]}"}
-fi
-
-if doing 4; then
-  log "stage 4: synthesis of the test list (student, then teacher) on $device"
-  for kind in student teacher; do
-    [ -f "$run/$kind/export/model.json" ] || die "$run/$kind/export: no export; run stage 2 and 3 first"
-  done
-  "$pwavenet" synthesize "$run/student/export" "@$dump/lists/test.txt" --model student --resample \
-    --out "$run/student/samples" --device "$device" | tee "$run/student/synthesis.log"
-  "$pwavenet" synthesize "$run/teacher/export" "@$dump/lists/test.txt" --model teacher --resample \
-    --out "$run/teacher/samples" --device "$device" --batch-size "$synth_batch" |
-    tee "$run/teacher/synthesis.log"
-  echo "stage 4: real-time factors (seconds of compute per second of audio; < 1 is faster):"
-  for kind in student teacher; do
-    echo "  $kind: $(grep -o 'mean real-time factor [0-9.]*' "$run/$kind/synthesis.log")"
-  done
-fi
-
-if doing 5; then
-  log "stage 5: evaluation"
-  "$pwavenet" evaluate "@$dump/lists/test.txt" --features "$run/teacher/export" \
-    --teacher "$run/teacher/export" --student "$run/student/export" \
-    --system teacher="$run/teacher/samples" --system student="$run/student/samples" \
-    --run teacher="$run/teacher" --run student="$run/student" --out "$run/eval"
-  echo "stage 5: $run/eval/report.html"
-fi
+# Options, commands and stages 1-5 are shared by the corpus recipes.
+# shellcheck source=../common/recipe.sh
+source "$here/../common/recipe.sh"
