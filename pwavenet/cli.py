@@ -500,8 +500,8 @@ def _add_demo(sub: argparse._SubParsersAction) -> Handler:
             "held-out NLL, distill a student, synthesize the test utterances with both, and "
             "evaluate them beside a Griffin-Lim baseline into OUT/eval/report.html. Each stage's "
             "wall time is logged; running it again reuses finished stages and resumes an "
-            "interrupted training run. Sizes: --quick (about a minute: checks the pipeline), "
-            "cpu (about 10 minutes on 2 cores), gpu (about 30 minutes on one GPU). Configs: "
+            "interrupted training run. Sizes: --quick (seconds: checks the pipeline), cpu "
+            "(about 9 minutes on 2 cores), gpu (sized for about 30 minutes on one GPU). Configs: "
             "recipes/demo/conf/{teacher,student}_<size>.yaml."
         ),
     )
