@@ -2,7 +2,8 @@
 synthesis.
 
 Importing the package is cheap: submodules (``pwavenet.config``, ``pwavenet.audio``,
-``pwavenet.data``, ``pwavenet.teacher``, ...) and the loaders below are imported on first use.
+``pwavenet.data``, ``pwavenet.models``, ...) and the loaders below are imported on first
+use.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ __all__ = ["__version__", "load_student", "load_teacher"]
 
 def __getattr__(name: str) -> Any:
     if name in ("load_teacher", "load_student"):  # exports, no training code needed
-        from . import export
+        from .models import export
 
         return getattr(export, name)
     raise AttributeError(f"module 'pwavenet' has no attribute {name!r}")

@@ -110,7 +110,7 @@ def targets(
 ) -> list[tuple[str, bool | None, str]]:
     """The issue's demo targets checked against the measured numbers: ``(target, met, measured)``
     with ``met`` ``None`` where the target does not apply to this size."""
-    from .report import LOUDNESS_TOLERANCE_DB, PITCH_RECALL
+    from .eval.report import LOUDNESS_TOLERANCE_DB, PITCH_RECALL
 
     mean = result["mean"]
     student, teacher = mean["student"], mean["teacher"]
@@ -163,15 +163,15 @@ def run_demo(
     import torch
 
     from .config import load_config, save_config
-    from .corpus import make_corpus
-    from .data import FeatureCache, preprocess_corpus
-    from .distillation import train_student
-    from .evaluation import evaluate_systems, load_metrics, synthesis_speed
-    from .export import load_student, load_teacher
-    from .report import summarize, write_report
+    from .data.dataset import FeatureCache, preprocess_corpus
+    from .data.make_corpus import make_corpus
+    from .eval.evaluation import evaluate_systems, load_metrics, synthesis_speed
+    from .eval.report import summarize, write_report
+    from .models.export import load_student, load_teacher
     from .synthesis import load_inputs, synthesize
-    from .trainer import reset_accelerate
-    from .training import evaluate_teacher, mean_bits, train_teacher
+    from .train.distill import train_student
+    from .train.teacher import evaluate_teacher, mean_bits, train_teacher
+    from .train.trainer import reset_accelerate
 
     if size not in SIZES:
         raise ConfigError(f"demo size {size!r}: expected one of {', '.join(SIZES)}")
@@ -308,7 +308,7 @@ def run_demo(
 def check_demo(out: str | Path) -> list[str]:
     """Problems with a finished demo folder (empty when complete): every stage recorded with a
     finite time, the teacher's NLL finite, and the report complete (:func:`check_report`)."""
-    from .report import check_report
+    from .eval.report import check_report
 
     out = Path(out)
     path = out / "demo.json"

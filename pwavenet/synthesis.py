@@ -19,7 +19,7 @@ import torch
 
 from .audio import LogMelSpectrogram, read_audio, write_wav
 from .config import AudioConfig
-from .data import AUDIO_EXTENSIONS
+from .data.dataset import AUDIO_EXTENSIONS
 from .errors import AudioError, DataError
 from .fileio import write_json
 
@@ -142,7 +142,7 @@ def synthesize(
     written to ``<out>/synthesis.json`` with the model kind, device and batch size, where
     ``pwavenet evaluate`` reads the synthesis speed.
     """
-    from .student import Student
+    from .models.student import Student
 
     out_dir = Path(out_dir)
     audio_cfg: AudioConfig = model.audio

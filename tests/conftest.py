@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from pwavenet.trainer import reset_accelerate
+from pwavenet.train.trainer import reset_accelerate
 
 
 def tone(seconds: float, rate: int, freq: float = 220.0, amp: float = 0.5, seed: int = 0):

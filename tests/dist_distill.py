@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from test_distillation import STUDENT
 from training_setup import tiny_config
 
-from pwavenet.distillation import make_distill_trainer
+from pwavenet.train.distill import make_distill_trainer
 
 
 def main(dump: str, teacher: str, run: str, out: str, processes: int) -> None:

@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 sys.path.insert(0, str(Path(__file__).parent))
 from training_setup import tiny_config
 
-from pwavenet.training import make_teacher_trainer
+from pwavenet.train.teacher import make_teacher_trainer
 
 
 def main(dump: str, run: str, batch: int, out: str, processes: int) -> None:

@@ -76,4 +76,4 @@ def test_overrides_may_follow_options(tmp_path, capsys):
 def test_load_teacher_is_a_top_level_lazy_attribute():
     code = "import pwavenet, sys; f = pwavenet.load_teacher; print(f.__module__)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert out.stdout.strip() == "pwavenet.export"
+    assert out.stdout.strip() == "pwavenet.models.export"

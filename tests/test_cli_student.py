@@ -119,7 +119,7 @@ def test_evaluate_scores_models_reads_speed_and_writes_the_report(run, tmp_path,
     assert 0 < nll["mean"] < 20 and math.isfinite(kl["mean"])
     assert set(metrics["speed"]) == {"student", "teacher"}
     assert metrics["speed"]["student"]["samples_per_s"] > 0
-    from pwavenet.report import check_report
+    from pwavenet.eval.report import check_report
 
     assert check_report(tmp_path / "eval") == []
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pwavenet.corpus import (
+from pwavenet.data.make_corpus import (
     F0_HOP_SECONDS,
     GROUND_TRUTH,
     METADATA,

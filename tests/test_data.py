@@ -10,7 +10,7 @@ from conftest import tone, write_audio
 from pwavenet import cli
 from pwavenet.audio import LogMelSpectrogram
 from pwavenet.config import AudioConfig, DataConfig, load_config
-from pwavenet.data import (
+from pwavenet.data.dataset import (
     Collate,
     FeatureCache,
     SegmentDataset,
@@ -190,7 +190,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys, args, pattern):
 
 def test_no_partial_files_after_a_failure(tmp_path, monkeypatch):
     corpus = make_ljspeech(tmp_path / "corpus", n=4)
-    import pwavenet.data as data
+    import pwavenet.data.dataset as data
 
     real, calls = data.save_file, []
 

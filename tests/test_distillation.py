@@ -14,10 +14,10 @@ from safetensors.torch import load_file
 from training_setup import make_dump, tiny_config
 
 from pwavenet.config import ConfigError
-from pwavenet.distillation import make_distill_trainer, train_student
-from pwavenet.export import ExportError, load_student
-from pwavenet.trainer import latest_checkpoint
-from pwavenet.training import train_teacher
+from pwavenet.models.export import ExportError, load_student
+from pwavenet.train.distill import make_distill_trainer, train_student
+from pwavenet.train.teacher import train_teacher
+from pwavenet.train.trainer import latest_checkpoint
 
 STUDENT = [
     "student.flow_layers=[4, 4]",

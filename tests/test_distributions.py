@@ -1,4 +1,5 @@
-"""Tests for pwavenet.distributions: 16-bit bins, Logistic/Gaussian, the discretized mixture."""
+"""Tests for pwavenet.models.distributions: 16-bit bins, Logistic/Gaussian, the discretized
+mixture."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import distributions as D
 
-from pwavenet.distributions import (
+from pwavenet.models.distributions import (
     HALF_BIN,
     LOG_SCALE_MIN,
     NUM_BINS,
@@ -452,13 +453,13 @@ def test_from_channels_layout():
 
 
 def test_high_log_scale_floor_warns(caplog):
-    with caplog.at_level(logging.WARNING, logger="pwavenet.distributions"):
+    with caplog.at_level(logging.WARNING, logger="pwavenet.models.distributions"):
         DiscretizedMixtureLogistics(
             torch.zeros(1), torch.zeros(1), torch.zeros(1), log_scale_min=-7.0123
         )
     assert "log_scale_min" in caplog.text
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="pwavenet.distributions"):
+    with caplog.at_level(logging.WARNING, logger="pwavenet.models.distributions"):
         DiscretizedMixtureLogistics(
             torch.zeros(1), torch.zeros(1), torch.zeros(1), num_bins=256, log_scale_min=-7.0123
         )

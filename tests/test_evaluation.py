@@ -10,7 +10,7 @@ import torch
 
 from pwavenet.audio import LogMelSpectrogram
 from pwavenet.config import AudioConfig
-from pwavenet.evaluation import (
+from pwavenet.eval.evaluation import (
     compare,
     f0_track,
     griffin_lim,
@@ -21,7 +21,7 @@ from pwavenet.evaluation import (
     pitch_metrics,
     synthesis_speed,
 )
-from pwavenet.report import summarize
+from pwavenet.eval.report import summarize
 
 SR = 16000
 AUDIO = AudioConfig(sample_rate=SR, fmax=8000.0)
@@ -100,7 +100,7 @@ def test_f0_tracker_follows_the_synthetic_corpus_ground_truth(tmp_path):
 
     import soundfile as sf
 
-    from pwavenet.corpus import make_corpus
+    from pwavenet.data.make_corpus import make_corpus
 
     root = make_corpus(tmp_path / "c", num_utterances=2, seed=3, sample_rate=SR)
     truth = json.loads((root / "ground_truth.json").read_text())["utterances"]
@@ -251,7 +251,7 @@ def test_the_summary_says_what_the_numbers_say():
 def test_references_at_another_rate_are_resampled(tmp_path):
     import soundfile as sf
 
-    from pwavenet.evaluation import evaluate_systems
+    from pwavenet.eval.evaluation import evaluate_systems
 
     (tmp_path / "ref").mkdir()
     (tmp_path / "sys").mkdir()

@@ -8,7 +8,7 @@ import pytest
 import torch
 from flow_contract import assert_lower_triangular, check_bijection, check_flow, jacobian
 
-from pwavenet.flows import (
+from pwavenet.toy.flows import (
     IAF,
     MADE,
     MAF,
@@ -25,7 +25,7 @@ from pwavenet.flows import (
     autoregressive_flow,
     planar_flow,
 )
-from pwavenet.toy2d import one_thread
+from pwavenet.toy.toy2d import one_thread
 
 D = 4
 HIDDEN = (12, 12)

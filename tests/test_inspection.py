@@ -12,12 +12,12 @@ from conftest import reset_accelerate
 from test_distillation import STUDENT
 from training_setup import make_dump, tiny_config
 
-from pwavenet.curves import plot_curves, read_log
-from pwavenet.distillation import file_sha256, train_student
 from pwavenet.errors import DataError
-from pwavenet.export import WEIGHTS, ExportError, load_student, load_teacher
-from pwavenet.inspection import describe, format_description
-from pwavenet.training import train_teacher
+from pwavenet.eval.curves import plot_curves, read_log
+from pwavenet.eval.inspection import describe, format_description
+from pwavenet.models.export import WEIGHTS, ExportError, load_student, load_teacher
+from pwavenet.train.distill import file_sha256, train_student
+from pwavenet.train.teacher import train_teacher
 
 TOOLS = Path(__file__).resolve().parents[1] / "tools"
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -8,8 +8,14 @@ import pytest
 import torch
 from test_student import mel_for, tiny_student
 
-from pwavenet.distributions import DiscretizedMixtureLogistics, Gaussian, Logistic, gaussian_kl
-from pwavenet.losses import (
+from pwavenet.models.distributions import (
+    DiscretizedMixtureLogistics,
+    Gaussian,
+    Logistic,
+    gaussian_kl,
+)
+from pwavenet.models.teacher import WaveNet
+from pwavenet.train.losses import (
     gaussian_kl_regularized,
     log_power_loss,
     loudness_loss,
@@ -18,7 +24,6 @@ from pwavenet.losses import (
     mrstft_loss,
     power_loss,
 )
-from pwavenet.teacher import WaveNet
 
 
 def test_kl_is_zero_when_the_teacher_conditional_is_the_students():

@@ -163,7 +163,7 @@ def test_demo_wrapper_forwards_its_arguments():
 def test_template_recipe_runs_every_stage_on_tiny_models(ljspeech, tmp_path):
     """Stages 0-5 of the template on a folder of 22.05 kHz files, features at 16 kHz (so stage 4
     resamples the test list), tiny models, CPU: the whole recipe, through to the report."""
-    from pwavenet.report import check_report
+    from pwavenet.eval.report import check_report
 
     script = RECIPES / "template" / "run.sh"
     folder = ljspeech / "LJSpeech-1.1" / "wavs"

@@ -8,7 +8,7 @@ import pytest
 import torch
 from flow_contract import assert_lower_triangular, check_flow, jacobian
 
-from pwavenet.student import IAFFlow, Student
+from pwavenet.models.student import IAFFlow, Student
 
 TINY = {
     "n_mels": 4,

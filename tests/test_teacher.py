@@ -7,9 +7,9 @@ import itertools
 import pytest
 import torch
 
-from pwavenet import teacher
-from pwavenet.layers import CausalConv1d, dilations, receptive_field
-from pwavenet.teacher import WaveNet
+from pwavenet.models import teacher
+from pwavenet.models.layers import CausalConv1d, dilations, receptive_field
+from pwavenet.models.teacher import WaveNet
 
 HOP = 16
 

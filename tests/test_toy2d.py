@@ -8,15 +8,15 @@ import math
 import pytest
 import torch
 
-from pwavenet.flows import autoregressive_flow
-from pwavenet.toy2d import (
+from pwavenet.cli.demo import toy2d_main as main
+from pwavenet.toy.flows import autoregressive_flow
+from pwavenet.toy.toy2d import (
     SHAPES,
     Toy2dError,
     distill,
     fit_maximum_likelihood,
     fit_reverse_kl,
     ks_distance,
-    main,
     make_target,
     one_thread,
     reverse_kl,

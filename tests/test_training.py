@@ -13,10 +13,9 @@ import torch
 from safetensors.torch import load_file
 from training_setup import make_dump, tiny_config
 
-from pwavenet.data import FeatureCache
-from pwavenet.export import ExportError, load_teacher, save_export
-from pwavenet.trainer import TrainingError, latest_checkpoint
-from pwavenet.training import (
+from pwavenet.data.dataset import FeatureCache
+from pwavenet.models.export import ExportError, load_teacher, save_export
+from pwavenet.train.teacher import (
     TeacherTask,
     build_teacher,
     evaluate_teacher,
@@ -24,6 +23,7 @@ from pwavenet.training import (
     teacher_args,
     train_teacher,
 )
+from pwavenet.train.trainer import TrainingError, latest_checkpoint
 
 HERE = Path(__file__).parent
 

@@ -26,9 +26,9 @@ import numpy as np
 import torch
 
 from pwavenet.config import AudioConfig, DistillConfig
-from pwavenet.distillation import DistillTask
-from pwavenet.student import Student
-from pwavenet.teacher import WaveNet
+from pwavenet.models.student import Student
+from pwavenet.models.teacher import WaveNet
+from pwavenet.train.distill import DistillTask
 
 # Teacher sizes: the mel settings (80 mels, hop 256) are the same; ``train`` is the batch of a
 # training step, (clips, samples per clip).

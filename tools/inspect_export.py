@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pwavenet.errors import PwavenetError
-from pwavenet.inspection import describe, format_description
+from pwavenet.eval.inspection import describe, format_description
 
 
 def main(argv: Sequence[str] | None = None) -> int:

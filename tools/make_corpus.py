@@ -3,8 +3,8 @@
 
 Usage: ``python tools/make_corpus.py OUT [--utterances N] [--seed S] [--sample-rate SR]
 [--min-seconds A] [--max-seconds B] [--engine synthetic|espeak]`` (``--help`` for details).
-The generator itself lives in :mod:`pwavenet.corpus`; this script exists so the corpus can be made
-from a checkout with one obvious command.
+The generator itself lives in :mod:`pwavenet.data.make_corpus`; this script exists so the corpus
+can be made from a checkout with one obvious command.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pwavenet.curves import plot_curves
 from pwavenet.errors import PwavenetError
+from pwavenet.eval.curves import plot_curves
 
 
 def _runs(items: Sequence[str]) -> dict[str, Path]:

@@ -49,4 +49,4 @@ args=(--out "$out" --seed "$seed")
 if [ "$quick" = 1 ]; then
   args+=(--quick)
 fi
-exec "$python" -m pwavenet.toy2d "${args[@]}"
+exec "$python" -m pwavenet toy2d "${args[@]}"

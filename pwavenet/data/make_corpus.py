@@ -1,7 +1,7 @@
 """A seeded, speech-like corpus in the LJSpeech layout, with ground-truth F0.
 
 Datasets cannot be downloaded everywhere pwavenet is tested, so the project makes its own speech:
-the seeded source-filter synthesiser of :mod:`pwavenet.speech` (utterance ``i`` depends only on
+the seeded source-filter synthesiser of :mod:`pwavenet.data.speech` (utterance ``i`` depends only on
 ``(seed, i)``), or random sentences spoken by the ``espeak-ng`` executable.
 
 Layout written by :func:`make_corpus`::
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .fileio import atomic_path
+from ..fileio import atomic_path
 from .speech import (
     F0_HOP_SECONDS,
     CorpusError,

@@ -3,7 +3,8 @@
 Every metric takes the output ``x`` and the reference ``y`` (1-D float arrays or tensors at the
 same sample rate, compared over their common length):
 
-- :func:`mrstft_distance`: the multi-resolution STFT loss (:func:`pwavenet.losses.mrstft_loss`);
+- :func:`mrstft_distance`: the multi-resolution STFT loss
+  (:func:`pwavenet.train.losses.mrstft_loss`);
 - :func:`mel_cepstral_distortion`: MCD in dB over cepstra of the log-mel spectrogram (c0 left out);
 - :func:`log_spectral_distance`: LSD in dB over STFT power spectra;
 - :func:`loudness_ratio_db`: ``20 log10(rms(x) / rms(y))`` (a whispering system is far below 0);
@@ -30,10 +31,10 @@ import soundfile as sf
 import torch
 from torch.nn import functional as F
 
-from .audio import LogMelSpectrogram
-from .config import AudioConfig
-from .errors import AudioError, DataError
-from .losses import mrstft_loss
+from ..audio import LogMelSpectrogram
+from ..config import AudioConfig
+from ..errors import AudioError, DataError
+from ..train.losses import mrstft_loss
 
 __all__ = [
     "METRIC_COLUMNS",
@@ -285,7 +286,7 @@ def student_kl_nats(
     ``(T,)``: one student sample from seeded noise, the teacher run once on it, ``samples``
     draws per step scored with the teacher's continuous density (as in distillation) minus
     the student's closed-form entropy."""
-    from .losses import monte_carlo_kl
+    from ..train.losses import monte_carlo_kl
 
     _, mel = _reference_mel(wav, student.audio)
     device = next(student.parameters()).device
@@ -305,8 +306,8 @@ def synthesis_speed(folder: str | Path) -> dict[str, Any] | None:
     """Aggregate speed of a ``pwavenet synthesize`` output folder from its ``synthesis.json``:
     ``{"samples_per_s", "rtf", "seconds", "device", "batch_size", "model"}``; ``None`` when
     the folder has no such record (e.g. audio made by another tool)."""
-    from .fileio import read_json
-    from .synthesis import SYNTHESIS_FORMAT, SYNTHESIS_LOG
+    from ..fileio import read_json
+    from ..synthesis import SYNTHESIS_FORMAT, SYNTHESIS_LOG
 
     path = Path(folder) / SYNTHESIS_LOG
     if not path.is_file():
@@ -357,8 +358,8 @@ def evaluate_systems(
     reference's, or a length that differs by more than one hop is a one-line error naming the
     file, raised before anything is written.
     """
-    from .audio import read_audio, write_wav
-    from .fileio import atomic_path, write_json
+    from ..audio import read_audio, write_wav
+    from ..fileio import atomic_path, write_json
 
     out_dir = Path(out_dir)
     if not references:

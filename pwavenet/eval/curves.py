@@ -13,8 +13,8 @@ import logging
 import math
 from pathlib import Path
 
-from .errors import DataError
-from .fileio import atomic_path
+from ..errors import DataError
+from ..fileio import atomic_path
 
 logger = logging.getLogger(__name__)
 

@@ -19,10 +19,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import AudioConfig, Config, DistillConfig
-from .data import FeatureCache
-from .errors import ConfigError, DataError
-from .export import WEIGHTS
+from ..config import AudioConfig, Config, DistillConfig
+from ..data.dataset import FeatureCache
+from ..errors import ConfigError, DataError
+from ..models.export import WEIGHTS
+from ..models.student import Student, log_scale_for_step_size
+from ..models.teacher import WaveNet
 from .losses import (
     gaussian_kl_regularized,
     log_power_loss,
@@ -33,10 +35,8 @@ from .losses import (
     mrstft_loss,
     power_loss,
 )
-from .student import Student, log_scale_for_step_size
-from .teacher import WaveNet
+from .teacher import fit_and_export, make_loaders, sample_mask, to_device
 from .trainer import Trainer
-from .training import fit_and_export, make_loaders, sample_mask, to_device
 
 logger = logging.getLogger(__name__)
 
@@ -236,7 +236,7 @@ def make_distill_trainer(
     from accelerate import PartialState
     from accelerate.utils import set_seed
 
-    from .export import load_teacher
+    from ..models.export import load_teacher
 
     if not cfg.distill.teacher:
         raise ConfigError("distill.teacher is empty: give the teacher export folder")

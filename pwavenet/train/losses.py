@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .distributions import Gaussian, Logistic, gaussian_kl
+from ..models.distributions import Gaussian, Logistic, gaussian_kl
 
 __all__ = [
     "MRSTFT_RESOLUTIONS",

@@ -30,10 +30,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch.utils.data import Dataset
 
-from .audio import LogMelSpectrogram, read_audio
-from .config import AudioConfig, DataConfig, config_to_dict, feature_hash
-from .errors import AudioError, DataError
-from .fileio import atomic_path, read_json, write_json
+from ..audio import LogMelSpectrogram, read_audio
+from ..config import AudioConfig, DataConfig, config_to_dict, feature_hash
+from ..errors import AudioError, DataError
+from ..fileio import atomic_path, read_json, write_json
 
 logger = logging.getLogger(__name__)
 

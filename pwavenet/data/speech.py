@@ -14,7 +14,7 @@ The synthetic engine is a source-filter model in the spirit of the Klatt synthes
   parameters, smooth when they move).
 
 Everything is vectorised with numpy; utterance ``i`` depends only on ``(seed, i)``.
-:mod:`pwavenet.corpus` writes these utterances to disk in the LJSpeech layout.
+:mod:`pwavenet.data.make_corpus` writes these utterances to disk in the LJSpeech layout.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import CorpusError
+from ..errors import CorpusError
 
 __all__ = ["F0_HOP_SECONDS", "CorpusError", "Utterance", "synthesize_utterance"]
 
@@ -59,8 +59,8 @@ _PLOSIVES = ("p", "t", "k")
 _PAUSES = ("pause", "break")  # "break" ends a phrase: the F0 declination resets after it
 
 
-# Defined here, not in pwavenet.corpus (which re-exports it), so that synthesize_utterance can
-# raise it without a circular import.
+# Defined here, not in pwavenet.data.make_corpus (which re-exports it), so that
+# synthesize_utterance can raise it without a circular import.
 @dataclass(frozen=True, eq=False)
 class Utterance:
     """One generated utterance.

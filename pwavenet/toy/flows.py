@@ -1,6 +1,6 @@
 """The seeds' flow family on vectors: MADE, MAF, IAF, NICE/Real NVP coupling, planar flows.
 
-Every flow follows the contract of the student's :class:`~pwavenet.student.IAFFlow`:
+Every flow follows the contract of the student's :class:`~pwavenet.models.student.IAFFlow`:
 ``forward(z, cond=None) -> (x, logabsdet)`` maps base noise towards data (the generative
 direction), ``inverse(x, cond=None) -> (z, logabsdet)`` maps back, with ``z, x: (B, D)`` and
 ``logabsdet: (B,)`` the log absolute Jacobian determinant of the map that was applied (so the two
@@ -16,7 +16,7 @@ Which direction costs one pass is the MAF/IAF trade-off:
   are one pass both ways; :class:`Planar` is one pass forward and a scalar root-find inverse.
 
 :class:`FlowModel` pairs a flow with a :class:`StandardBase` (Gaussian or logistic, from
-:mod:`pwavenet.distributions`) and gives ``log_prob`` and ``sample``.
+:mod:`pwavenet.models.distributions`) and gives ``log_prob`` and ``sample``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .distributions import Gaussian, Logistic
+from ..models.distributions import Gaussian, Logistic
 
 __all__ = [
     "IAF",

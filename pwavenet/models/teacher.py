@@ -225,7 +225,7 @@ class WaveNet(nn.Module):
 
     def _block_states(self, batch: int, like: Array) -> tuple[list[BlockState], Array]:
         """Every block's step state and the buffer ``(B, L * (G/2 + 1))`` of their gate outputs
-        (see :meth:`~pwavenet.layers.ResidualBlock.new_state`)."""
+        (see :meth:`~pwavenet.models.layers.ResidualBlock.new_state`)."""
         width = self.gate_channels // 2 + 1
         gates = zeros(like, (batch, width * len(self.blocks)))
         states, scale = [], 1.0
@@ -275,7 +275,7 @@ class WaveNet(nn.Module):
         this path reproduces :meth:`forward`). ``progress`` wraps the range of steps (a progress
         bar, or a timer that may stop early: later samples stay zero). Returns ``(audio (B, T),
         params (B, C_out, T) or None)``; audio past an utterance's length is zero. On the CPU
-        the step loop runs on numpy arrays (:func:`~pwavenet.layers.step_array_like`).
+        the step loop runs on numpy arrays (:func:`~pwavenet.models.layers.step_array_like`).
         """
         if lengths is not None:
             mel = extend_last_frame(mel, lengths, self.hop_length)

@@ -1,7 +1,7 @@
 """The evaluation report: what a run achieved, in words computed from its numbers, and an HTML
 page with audio players, mel spectrograms side by side and training curves.
 
-:func:`summarize` turns the result of :func:`pwavenet.evaluation.evaluate_systems` into
+:func:`summarize` turns the result of :func:`pwavenet.eval.evaluation.evaluate_systems` into
 sentences (every one states a measured number and what it means against a threshold named in
 the sentence). :func:`write_report` writes ``report.html`` with ``figures/*.png`` and copies of
 the audio it plays under ``audio/``, so the report folder stands alone.
@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .audio import LogMelSpectrogram, read_audio
-from .config import AudioConfig
-from .fileio import atomic_path
+from ..audio import LogMelSpectrogram, read_audio
+from ..config import AudioConfig
+from ..fileio import atomic_path
 
 __all__ = ["LOUDNESS_TOLERANCE_DB", "PITCH_RECALL", "check_report", "summarize", "write_report"]
 
@@ -68,7 +68,7 @@ def _loudness_sentence(name: str, db: float) -> str:
 
 def summarize(result: dict[str, Any]) -> list[str]:
     """Sentences on what the evaluated systems achieved, computed from ``result`` (the dict
-    :func:`~pwavenet.evaluation.evaluate_systems` returns)."""
+    :func:`~pwavenet.eval.evaluation.evaluate_systems` returns)."""
     mean: dict[str, dict[str, float]] = result["mean"]
     ref_voiced = result.get("reference", {}).get("voiced_fraction", math.nan)
     lines = []

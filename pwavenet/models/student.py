@@ -129,7 +129,7 @@ class IAFFlow(nn.Module):
         """:meth:`params` for inference, one utterance in time-major layout:
         ``z: (T,)``, ``cond: (T, C)`` -> ``(mu, log_s)``, both ``(T,)``. Matrix products over
         shifted views instead of convolutions (see
-        :meth:`~pwavenet.layers.ResidualBlock.forward_time_major`); no gradient."""
+        :meth:`~pwavenet.models.layers.ResidualBlock.forward_time_major`); no gradient."""
         steps = z.shape[0]
         weights, scale = [], 1.0
         for block, proj in zip(self.blocks, self.cond, strict=True):
@@ -153,7 +153,7 @@ class IAFFlow(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(z, log_s)``, both ``(B, T)``: the inverse one step at a time, O(layers) per step
         with per-layer input queues (numpy on the CPU, see
-        :func:`~pwavenet.layers.step_array_like`). No gradient."""
+        :func:`~pwavenet.models.layers.step_array_like`). No gradient."""
         batch, steps = x.shape
         like = step_array_like(x)
         xp = array_module(like)

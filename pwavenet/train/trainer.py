@@ -29,9 +29,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .config import OptimConfig, TrainConfig
-from .errors import PwavenetError
-from .fileio import write_json
+from ..config import OptimConfig, TrainConfig
+from ..errors import PwavenetError
+from ..fileio import write_json
 
 logger = logging.getLogger(__name__)
 
@@ -135,8 +135,8 @@ class Trainer:
     """Runs a :class:`Task` with accelerate. Construct, then :meth:`fit`.
 
     ``train_loader`` must iterate deterministically given its epoch (see
-    :class:`pwavenet.data.EpochSampler`), which makes resume exact: the loop skips the batches a
-    checkpoint already consumed.
+    :class:`pwavenet.data.dataset.EpochSampler`), which makes resume exact: the loop skips the
+    batches a checkpoint already consumed.
     """
 
     def __init__(

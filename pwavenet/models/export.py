@@ -20,9 +20,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .config import AudioConfig, Config, config_to_dict, save_config
-from .errors import PwavenetError
-from .fileio import read_json, write_json
+from ..config import AudioConfig, Config, config_to_dict, save_config
+from ..errors import PwavenetError
+from ..fileio import read_json, write_json
 
 __all__ = [
     "ExportError",
@@ -129,7 +129,7 @@ def _load_model(path: str | Path, kind: str, cls: type, device: str | torch.devi
 
 
 def load_teacher(path: str | Path, device: str | torch.device = "cpu") -> Any:
-    """Load a teacher export as an eval-mode :class:`~pwavenet.teacher.WaveNet`.
+    """Load a teacher export as an eval-mode :class:`~pwavenet.models.teacher.WaveNet`.
 
     The returned model has ``.audio`` (:class:`AudioConfig`) attached: the feature settings its
     mel input must be made with.
@@ -140,7 +140,7 @@ def load_teacher(path: str | Path, device: str | torch.device = "cpu") -> Any:
 
 
 def load_student(path: str | Path, device: str | torch.device = "cpu") -> Any:
-    """Load a student export as an eval-mode :class:`~pwavenet.student.Student`.
+    """Load a student export as an eval-mode :class:`~pwavenet.models.student.Student`.
 
     Like :func:`load_teacher`, the model has ``.audio`` attached; ``.teacher`` holds the path
     and sha256 of the teacher export it was distilled from.

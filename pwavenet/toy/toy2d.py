@@ -20,7 +20,7 @@ mapped to noise, ``toy2d_diagnostic.png``) and one table (``toy2d.md``, ``toy2d.
 held-out log-likelihood, both KLs to the target, the Kolmogorov-Smirnov distance of the mapped
 data to the base, and wall times to sample and to score 100,000 points.
 
-``python -m pwavenet.toy2d --out DIR [--quick] [--seed S]``.
+``pwavenet toy2d --out DIR [--quick] [--seed S]``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ import dataclasses
 import hashlib
 import logging
 import math
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -39,9 +38,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .distributions import Gaussian
-from .errors import PwavenetError
-from .fileio import atomic_path, write_json
+from ..errors import PwavenetError
+from ..fileio import atomic_path, write_json
+from ..models.distributions import Gaussian
 from .flows import (
     FlowModel,
     additive_couplings,
@@ -64,7 +63,6 @@ __all__ = [
     "fit_reverse_kl",
     "format_table",
     "ks_distance",
-    "main",
     "make_target",
     "one_thread",
     "reverse_kl",
@@ -635,18 +633,3 @@ def _diagnostic_figure(
             ax.set_aspect("equal")
             _style(ax, (-4.5, 4.5, -4.5, 4.5), f"{target.name}: {name} u (KS {ks:.3f})")
     return fig
-
-
-# ----------------------------------------------------------------------------- command line
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m pwavenet.toy2d --out DIR [--quick] [--seed S]``: the same as
-    ``pwavenet toy2d``."""
-    from .cli import main as cli_main
-
-    return cli_main(["toy2d", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -16,11 +16,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .config import Config, save_config
-from .data import Collate, EpochSampler, FeatureCache, SegmentDataset
-from .errors import DataError
-from .export import save_export
-from .teacher import WaveNet
+from ..config import Config, save_config
+from ..data.dataset import Collate, EpochSampler, FeatureCache, SegmentDataset
+from ..errors import DataError
+from ..models.export import save_export
+from ..models.teacher import WaveNet
 from .trainer import Trainer, latest_checkpoint
 
 __all__ = [

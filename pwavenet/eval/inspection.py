@@ -16,9 +16,9 @@ from typing import Any
 
 from torch import nn
 
-from .config import Config, config_to_dict, load_config, read_yaml
-from .export import META, WEIGHTS, ExportError, export_kind, load_student, load_teacher
-from .fileio import read_json
+from ..config import Config, config_to_dict, load_config, read_yaml
+from ..fileio import read_json
+from ..models.export import META, WEIGHTS, ExportError, export_kind, load_student, load_teacher
 
 __all__ = ["describe", "format_description", "parameter_counts"]
 
@@ -58,7 +58,7 @@ def _receptive_field(model: nn.Module, kind: str, sample_rate: int) -> dict[str,
 def _teacher_record(path: str | None, recorded: str | None) -> dict[str, Any]:
     """The teacher a student was distilled from: the recorded path and sha256, the sha256 of
     the weights at that path now, and ``status``: matches, differs, missing or not recorded."""
-    from .distillation import file_sha256
+    from ..train.distill import file_sha256
 
     out: dict[str, Any] = {"path": path, "sha256": recorded, "current_sha256": None}
     weights = Path(path) / WEIGHTS if path else None
@@ -127,11 +127,11 @@ def _describe_run(run: Path, checkpoint: Path) -> dict[str, Any]:
     cfg = load_config(config)
     kind = _checkpoint_kind(checkpoint, cfg)
     if kind == "teacher":
-        from .training import build_teacher
+        from ..train.teacher import build_teacher
 
         model: nn.Module = build_teacher(cfg)
     else:
-        from .distillation import build_student
+        from ..train.distill import build_student
 
         model = build_student(cfg, log_scale_init=0.0)
     try:
@@ -159,9 +159,9 @@ def describe(path: str | Path) -> dict[str, Any]:
     Returns ``{"path", "source", "kind", "steps", "config", "parameters": {"total",
     "modules"}, "receptive_field": {"samples", "ms"[, "flows"]}[, "teacher": {"path",
     "sha256", "current_sha256", "status"}]}``. A folder with neither an export nor a checkpoint
-    raises :class:`~pwavenet.export.ExportError` naming it.
+    raises :class:`~pwavenet.models.export.ExportError` naming it.
     """
-    from .trainer import latest_checkpoint
+    from ..train.trainer import latest_checkpoint
 
     path = Path(path)
     if not path.is_dir():

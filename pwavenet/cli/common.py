@@ -1,0 +1,64 @@
+"""What every subcommand shares: the handler type, progress bars and printing, config arguments,
+and the training runner of ``train-teacher`` and ``distill``."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+Handler = Callable[[argparse.Namespace], int]
+OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
+
+
+def progress_bar(desc: str, unit: str = "file") -> Callable:
+    """A tqdm wrapper for library ``progress=`` hooks (disabled when stderr is not a terminal)."""
+    from tqdm import tqdm
+
+    def wrap(items):
+        return tqdm(items, desc=desc, unit=unit, disable=None, dynamic_ncols=True)
+
+    return wrap
+
+
+def echo(line: str) -> None:
+    """Print a line without breaking an active progress bar."""
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stdout)
+
+
+def add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="YAML config file (defaults apply to missing keys).")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="Dotted overrides applied after the config file, e.g. audio.sample_rate=16000.",
+    )
+
+
+def run_training(args: argparse.Namespace, name: str, train: Callable, overrides: list[str]) -> int:
+    """Load the config, run ``train(cfg, dump, out, ...)`` with a progress bar on the main
+    process, and report where the export went."""
+    from accelerate import PartialState
+
+    from ..config import load_config
+
+    cfg = load_config(args.config, overrides)
+    main_process = PartialState(cpu=args.cpu).is_main_process
+    export = train(
+        cfg,
+        args.dump,
+        args.out,
+        resume=not args.no_resume,
+        cpu=args.cpu,
+        progress=progress_bar(name, "step") if main_process else None,
+    )
+    if main_process:
+        print(f"{name}: {cfg.train.max_steps} steps done; export in {export}")
+    return 0

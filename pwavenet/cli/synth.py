@@ -1,0 +1,83 @@
+"""``synthesize``: WAV files from mels or audio with a student or teacher export."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .common import Handler, progress_bar
+
+
+def _add_synthesize(sub: argparse._SubParsersAction) -> Handler:
+    p = sub.add_parser(
+        "synthesize",
+        aliases=["generate"],
+        help="Synthesize audio from mels or audio files with a student or a teacher.",
+        description=(
+            "Synthesize a WAV for every input: audio files (their mel is computed with the "
+            "model's feature settings) or .npy mel arrays (n_mels, frames); files, folders, or "
+            "@list.txt. A student export synthesizes in one parallel pass (in chunks for long "
+            "inputs); a teacher export samples autoregressively with its cached generator."
+        ),
+    )
+    p.add_argument("model_dir", type=Path, help="Export folder of the model (run/export).")
+    p.add_argument("inputs", nargs="+", help="Input files, folders or @list.txt.")
+    p.add_argument("--out", type=Path, required=True, help="Folder for the WAV files.")
+    p.add_argument(
+        "--model",
+        choices=("auto", "student", "teacher"),
+        default="auto",
+        help="Which model the export must be (auto: whichever it is).",
+    )
+    p.add_argument("--batch-size", type=int, default=1, help="Utterances synthesized together.")
+    p.add_argument(
+        "--chunk-seconds",
+        type=float,
+        default=5.0,
+        help="Student: synthesize this many seconds at a time (same output, bounded memory); "
+        "0 for one pass.",
+    )
+    p.add_argument("--seed", type=int, default=0, help="Sampling seed.")
+    p.add_argument("--device", default="cpu", help="Torch device, e.g. cpu or cuda.")
+    p.add_argument(
+        "--resample",
+        action="store_true",
+        help="Resample audio inputs of another sample rate (by default they are an error).",
+    )
+    return _run_synthesize
+
+
+def _run_synthesize(args: argparse.Namespace) -> int:
+    from ..eval.evaluation import synthesis_speed
+    from ..models.export import ExportError, export_kind, load_student, load_teacher
+    from ..synthesis import collect_inputs, load_inputs, synthesize
+
+    kind = export_kind(args.model_dir)
+    if args.model != "auto" and args.model != kind:
+        raise ExportError(f"{args.model_dir}: is a {kind} export, not a {args.model}")
+    model = (load_student if kind == "student" else load_teacher)(args.model_dir, args.device)
+    utterances = load_inputs(collect_inputs(args.inputs), model.audio, resample=args.resample)
+    chunk = int(args.chunk_seconds * model.audio.sample_rate) or None
+    rows = synthesize(
+        model,
+        utterances,
+        args.out,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        chunk_samples=chunk,
+        progress=progress_bar(f"synthesize ({kind})", "batch" if kind == "student" else "sample"),
+    )
+    for r in rows:
+        print(
+            f"{r['id']}: {r['seconds']:.2f} s, {r['samples_per_s']:.0f} samples/s, "
+            f"real-time factor {r['rtf']:.3f}"
+        )
+    speed = synthesis_speed(args.out)
+    print(
+        f"synthesize: {len(rows)} files ({speed['seconds']:.1f} s of audio) in {args.out}; "
+        f"mean real-time factor {speed['rtf']:.3f}"
+    )
+    return 0
+
+
+COMMANDS = (_add_synthesize,)

@@ -1,0 +1,2 @@
+"""Data: corpus layouts, preprocessing into a feature cache, the training dataset, sampler and
+collate, and the synthetic speech corpus."""
