@@ -30,8 +30,10 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "LogMelSpectrogram",
     "mel_filterbank",
+    "pad_mels",
     "read_audio",
     "resample",
+    "silence_log_mel",
     "write_wav",
 ]
 
@@ -191,4 +193,19 @@ class LogMelSpectrogram(nn.Module):
 
     def silence_value(self) -> float:
         """The log-mel value of digital silence (every bin at the floor)."""
-        return float(np.log(self.log_floor))
+        return silence_log_mel(self.log_floor)
+
+
+def silence_log_mel(log_floor: float) -> float:
+    """The log-mel value of digital silence: every bin at the magnitude floor ``log_floor``."""
+    return float(np.log(log_floor))
+
+
+def pad_mels(mels: list[torch.Tensor], silence: float) -> torch.Tensor:
+    """Stack mels ``(n_mels, F_i)`` into ``(B, n_mels, max F_i)``, padded with ``silence``
+    (:func:`silence_log_mel`) past each one's frames."""
+    frames = max(m.shape[-1] for m in mels)
+    out = mels[0].new_full((len(mels), mels[0].shape[0], frames), silence)
+    for i, m in enumerate(mels):
+        out[i, :, : m.shape[-1]] = m
+    return out
