@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,11 +17,12 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from .audio import LogMelSpectrogram, read_audio, write_wav
+from .audio import LogMelSpectrogram, pad_mels, read_audio, silence_log_mel, write_wav
 from .config import AudioConfig
 from .data.dataset import AUDIO_EXTENSIONS
-from .errors import AudioError, DataError
+from .errors import AudioError, ConfigError, DataError
 from .fileio import write_json
+from .models.vocoder import Progress, Vocoder
 
 __all__ = ["SYNTHESIS_LOG", "Utterance", "collect_inputs", "load_inputs", "synthesize"]
 
@@ -113,79 +114,53 @@ def _batches(utterances: list[Utterance], batch_size: int) -> Iterable[list[Utte
         yield order[i : i + batch_size]
 
 
-def _pad(batch: list[Utterance], silence: float) -> torch.Tensor:
-    frames = max(u.mel.shape[-1] for u in batch)
-    mel = torch.full((len(batch), batch[0].mel.shape[0], frames), silence)
-    for i, u in enumerate(batch):
-        mel[i, :, : u.mel.shape[-1]] = u.mel
-    return mel
-
-
 def synthesize(
-    model: torch.nn.Module,
+    model: Vocoder,
     utterances: list[Utterance],
     out_dir: str | Path,
     *,
     batch_size: int = 1,
     seed: int = 0,
     chunk_samples: int | None = None,
-    progress: Callable[[Iterable[int]], Iterable[int]] | None = None,
+    progress: Progress | None = None,
 ) -> list[dict[str, float | str]]:
-    """Synthesize every utterance with a student (one parallel pass, in chunks of
-    ``chunk_samples`` when given) or a teacher (cached autoregressive sampling); write
-    ``<out>/<id>.wav``. Each utterance draws its noise from its own generator, seeded from
-    ``seed`` and its id, so the output does not depend on the batching.
+    """Synthesize every utterance with any :class:`~pwavenet.models.vocoder.Vocoder` (its
+    ``audio`` settings set, as the export loader does) and write ``<out>/<id>.wav``. Each
+    utterance draws its noise from its own generator, seeded from ``seed`` and its id, so the
+    output does not depend on the batching; ``chunk_samples`` and ``progress`` go to the
+    model's ``synthesize``.
 
-    ``progress`` wraps the teacher's steps or the student's batches. Returns per-utterance rows
-    ``{"id", "samples", "seconds", "samples_per_s", "rtf"}``; speed is that of the batch the
-    utterance was in (wall time of the model call, WAV writing excluded). The rows are also
-    written to ``<out>/synthesis.json`` with the model kind, device and batch size, where
-    ``pwavenet evaluate`` reads the synthesis speed.
+    Returns per-utterance rows ``{"id", "samples", "seconds", "samples_per_s", "rtf"}``; speed
+    is that of the batch the utterance was in (wall time of the model call, WAV writing
+    excluded). The rows are also written to ``<out>/synthesis.json`` with the model kind,
+    device and batch size, where ``pwavenet evaluate`` reads the synthesis speed.
     """
-    from .models.student import Student
-
+    audio_cfg = _audio_of(model)
     out_dir = Path(out_dir)
-    audio_cfg: AudioConfig = model.audio
     device = next(model.parameters()).device
-    student = isinstance(model, Student)
-    rows = []
-    silence = float(np.log(audio_cfg.log_floor))
-    batches = list(_batches(utterances, batch_size))
-    for batch in progress(batches) if progress and student else batches:
+    silence = silence_log_mel(audio_cfg.log_floor)
+    rows: list[dict[str, float | str]] = []
+    for batch in _batches(utterances, batch_size):
         lengths = [u.mel.shape[-1] * audio_cfg.hop_length for u in batch]
-        gens = [
-            torch.Generator().manual_seed(seed * 100_003 + zlib.crc32(u.id.encode())) for u in batch
-        ]
-        mel = _pad(batch, silence).to(device)
+        gens = [torch.Generator().manual_seed(_seed_of(seed, u.id)) for u in batch]
+        mel = pad_mels([u.mel for u in batch], silence).to(device)
         _sync(device)
         start = time.perf_counter()
-        if student:
-            audio = model.synthesize(
-                mel, lengths=lengths, generator=gens, chunk_samples=chunk_samples
-            )
-        else:
-            audio, _ = model.generate(mel, lengths=lengths, generator=gens, progress=progress)
+        audio = model.synthesize(
+            mel, lengths=lengths, generator=gens, chunk_samples=chunk_samples, progress=progress
+        )
         _sync(device)
         elapsed = time.perf_counter() - start
-        audio = audio.cpu()
-        for u, n, wav in zip(batch, lengths, audio, strict=True):
+        for u, n, wav in zip(batch, lengths, audio.cpu(), strict=True):
             if not torch.isfinite(wav[:n]).all():
                 raise DataError(f"{u.source}: the model produced non-finite samples")
             write_wav(out_dir / f"{u.id}.wav", wav[:n], audio_cfg.sample_rate)
-            rows.append(
-                {
-                    "id": u.id,
-                    "samples": n,
-                    "seconds": n / audio_cfg.sample_rate,
-                    "samples_per_s": sum(lengths) / elapsed,
-                    "rtf": elapsed / max(sum(lengths) / audio_cfg.sample_rate, 1e-9),
-                }
-            )
+            rows.append(_speed_row(u.id, n, sum(lengths), elapsed, audio_cfg.sample_rate))
     write_json(
         out_dir / SYNTHESIS_LOG,
         {
             "format": SYNTHESIS_FORMAT,
-            "model": "student" if student else "teacher",
+            "model": model.kind,
             "device": str(device),
             "batch_size": batch_size,
             "chunk_samples": chunk_samples,
@@ -193,6 +168,34 @@ def synthesize(
         },
     )
     return rows
+
+
+def _audio_of(model: Vocoder) -> AudioConfig:
+    """The model's feature settings, or a one-line error when nothing set them."""
+    if getattr(model, "audio", None) is None:
+        raise ConfigError(
+            f"{type(model).__name__}: its feature settings (.audio) are unset; load the model "
+            "with pwavenet.models.export.load_vocoder, or set .audio to its AudioConfig"
+        )
+    return model.audio
+
+
+def _seed_of(seed: int, utterance_id: str) -> int:
+    """The seed of one utterance's generator: the run's ``seed`` and the utterance's id."""
+    return seed * 100_003 + zlib.crc32(utterance_id.encode())
+
+
+def _speed_row(
+    utterance_id: str, samples: int, batch_samples: int, elapsed: float, sample_rate: int
+) -> dict[str, float | str]:
+    """One row of ``synthesis.json``: the utterance and the speed of the batch it was in."""
+    return {
+        "id": utterance_id,
+        "samples": samples,
+        "seconds": samples / sample_rate,
+        "samples_per_s": batch_samples / elapsed,
+        "rtf": elapsed / max(batch_samples / sample_rate, 1e-9),
+    }
 
 
 def _sync(device: torch.device) -> None:

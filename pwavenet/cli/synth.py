@@ -7,6 +7,9 @@ from pathlib import Path
 
 from .common import Handler, progress_bar
 
+# What a model's ``progress=`` hook counts: the student's chunks, the teacher's samples.
+PROGRESS_UNIT = {"student": "chunk", "teacher": "sample"}
+
 
 def _add_synthesize(sub: argparse._SubParsersAction) -> Handler:
     p = sub.add_parser(
@@ -49,13 +52,11 @@ def _add_synthesize(sub: argparse._SubParsersAction) -> Handler:
 
 def _run_synthesize(args: argparse.Namespace) -> int:
     from ..eval.evaluation import synthesis_speed
-    from ..models.export import ExportError, export_kind, load_student, load_teacher
+    from ..models.export import load_vocoder
     from ..synthesis import collect_inputs, load_inputs, synthesize
 
-    kind = export_kind(args.model_dir)
-    if args.model != "auto" and args.model != kind:
-        raise ExportError(f"{args.model_dir}: is a {kind} export, not a {args.model}")
-    model = (load_student if kind == "student" else load_teacher)(args.model_dir, args.device)
+    kind = None if args.model == "auto" else args.model
+    model = load_vocoder(args.model_dir, args.device, kind=kind)
     utterances = load_inputs(collect_inputs(args.inputs), model.audio, resample=args.resample)
     chunk = int(args.chunk_seconds * model.audio.sample_rate) or None
     rows = synthesize(
@@ -65,7 +66,7 @@ def _run_synthesize(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         seed=args.seed,
         chunk_samples=chunk,
-        progress=progress_bar(f"synthesize ({kind})", "batch" if kind == "student" else "sample"),
+        progress=progress_bar(f"synthesize ({model.kind})", PROGRESS_UNIT[model.kind]),
     )
     for r in rows:
         print(

@@ -23,18 +23,26 @@ from torch import nn
 from ..config import AudioConfig, Config, config_to_dict, save_config
 from ..errors import PwavenetError
 from ..fileio import read_json, write_json
+from .student import Student
+from .teacher import WaveNet
+from .vocoder import Vocoder
 
 __all__ = [
+    "FORMAT",
+    "KINDS",
     "ExportError",
-    "export_kind",
-    "load_export",
+    "export_audio",
     "load_student",
     "load_teacher",
+    "load_vocoder",
+    "read_export",
     "save_export",
 ]
 
 FORMAT = "pwavenet-export/1"
 WEIGHTS, META = "model.safetensors", "model.json"
+# The model class of each export kind (``model.json``'s ``kind``).
+KINDS: dict[str, type[Vocoder]] = {cls.kind: cls for cls in (WaveNet, Student)}
 
 
 class ExportError(PwavenetError):
@@ -75,17 +83,35 @@ def save_export(
     return path
 
 
-def load_export(path: str | Path, kind: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read an export of the given ``kind``: ``(state_dict, meta)``."""
-    path = Path(path)
+def _read_meta(path: Path) -> dict[str, Any]:
+    """The checked ``model.json`` of an export folder."""
     if not path.is_dir():
         raise ExportError(f"{path}: no such export folder")
-    meta_file = path / META
-    if not meta_file.is_file():
+    if not (path / META).is_file():
         raise ExportError(f"{path}: not a pwavenet export (no {META})")
-    meta = read_json(meta_file, FORMAT, ExportError, "export description")
-    if meta.get("kind") != kind:
-        raise ExportError(f"{path}: is a {meta.get('kind')} export, not a {kind}")
+    return read_json(path / META, FORMAT, ExportError, "export description")
+
+
+def export_audio(path: str | Path) -> AudioConfig:
+    """The feature settings recorded in an export folder (its weights are not read)."""
+    path = Path(path)
+    try:
+        return AudioConfig(**_read_meta(path)["audio"])
+    except (KeyError, TypeError) as exc:
+        raise ExportError(f"{path / META}: invalid feature settings ({exc})") from None
+
+
+def read_export(
+    path: str | Path, kind: str | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read an export (of the given ``kind``, or of any known kind): ``(state_dict, meta)``."""
+    path = Path(path)
+    meta = _read_meta(path)
+    found = meta.get("kind")
+    if found not in KINDS:
+        raise ExportError(f"{path}: unknown export kind {found!r}")
+    if kind is not None and found != kind:
+        raise ExportError(f"{path}: is a {found} export, not a {kind}")
     try:
         state = load_file(str(path / WEIGHTS))
     except (OSError, SafetensorError) as exc:
@@ -114,51 +140,34 @@ def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], where: s
     model.load_state_dict(state)
 
 
-def _load_model(path: str | Path, kind: str, cls: type, device: str | torch.device) -> Any:
-    """An eval-mode ``cls`` built and filled from an export of ``kind``, with ``.audio`` and
-    ``.export_extra`` (the export's ``extra`` record) attached."""
-    state, meta = load_export(path, kind)
+def load_vocoder(
+    path: str | Path, device: str | torch.device = "cpu", *, kind: str | None = None
+) -> Vocoder:
+    """Load an export as an eval-mode :class:`~pwavenet.models.vocoder.Vocoder` of the kind it
+    holds (refused unless it is ``kind``, when given), with its declared attributes set:
+    ``audio`` (the feature settings its mel input must be made with) and ``provenance`` (the
+    export's ``extra`` record)."""
+    state, meta = read_export(path, kind)
+    found = meta["kind"]
     try:
-        model = cls(**meta["model_args"])
-    except (TypeError, ValueError) as exc:
-        raise ExportError(f"{path}: invalid {kind} description ({exc})") from None
+        model = KINDS[found](**meta["model_args"])
+        audio = AudioConfig(**meta["audio"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ExportError(f"{path}: invalid {found} description ({exc})") from None
     load_state_strict(model, state, str(path))
-    model.audio = AudioConfig(**meta["audio"])
-    model.export_extra = meta.get("extra", {})
+    model.audio = audio
+    model.provenance = dict(meta.get("extra") or {})
     return model.to(device).eval()
 
 
-def load_teacher(path: str | Path, device: str | torch.device = "cpu") -> Any:
-    """Load a teacher export as an eval-mode :class:`~pwavenet.models.teacher.WaveNet`.
-
-    The returned model has ``.audio`` (:class:`AudioConfig`) attached: the feature settings its
-    mel input must be made with.
-    """
-    from .teacher import WaveNet
-
-    return _load_model(path, "teacher", WaveNet, device)
+def load_teacher(path: str | Path, device: str | torch.device = "cpu") -> WaveNet:
+    """Load a teacher export as an eval-mode :class:`~pwavenet.models.teacher.WaveNet`
+    (:func:`load_vocoder` refusing any other kind)."""
+    return load_vocoder(path, device, kind="teacher")
 
 
-def load_student(path: str | Path, device: str | torch.device = "cpu") -> Any:
-    """Load a student export as an eval-mode :class:`~pwavenet.models.student.Student`.
-
-    Like :func:`load_teacher`, the model has ``.audio`` attached; ``.teacher`` holds the path
-    and sha256 of the teacher export it was distilled from.
-    """
-    from .student import Student
-
-    model = _load_model(path, "student", Student, device)
-    extra = model.export_extra
-    model.teacher = {"path": extra.get("teacher"), "sha256": extra.get("teacher_sha256")}
-    return model
-
-
-def export_kind(path: str | Path) -> str:
-    """``"teacher"`` or ``"student"``: what an export folder holds."""
-    path = Path(path)
-    if not (path / META).is_file():
-        raise ExportError(f"{path}: not a pwavenet export (no {META})")
-    kind = read_json(path / META, FORMAT, ExportError, "export description").get("kind")
-    if kind not in ("teacher", "student"):
-        raise ExportError(f"{path}: unknown export kind {kind!r}")
-    return kind
+def load_student(path: str | Path, device: str | torch.device = "cpu") -> Student:
+    """Load a student export as an eval-mode :class:`~pwavenet.models.student.Student`
+    (:func:`load_vocoder` refusing any other kind); its ``teacher`` property reads the
+    recorded path and sha256 of the teacher export it was distilled from."""
+    return load_vocoder(path, device, kind="student")

@@ -41,6 +41,7 @@ from .layers import (
     to_array,
     zeros,
 )
+from .vocoder import Progress, Vocoder
 
 __all__ = ["IAFFlow", "Student", "StudentSample", "log_scale_for_step_size"]
 
@@ -186,11 +187,12 @@ class IAFFlow(nn.Module):
         return as_tensor(z), as_tensor(log_s)
 
 
-class Student(nn.Module):
+class Student(Vocoder, kind="student"):
     """IAF stack over a logistic (or Gaussian) base, conditioned on a log-mel spectrogram.
 
-    ``forward(z: (B, T), mel: (B, M, T // hop)) -> StudentSample``; :meth:`synthesize` draws the
-    noise and can work in chunks; :meth:`log_prob` scores external audio through the inverse.
+    ``forward(z: (B, T), mel: (B, M, T // hop)) -> StudentSample``; :meth:`synthesize` (the
+    :class:`~pwavenet.models.vocoder.Vocoder` call) draws the noise and can work in chunks;
+    :meth:`log_prob` scores external audio through the inverse.
     ``log_scale_init`` is the starting ``log s_tot`` (split evenly over the flows), meant to be
     the data's typical step size.
     """
@@ -298,17 +300,28 @@ class Student(nn.Module):
 
     # ------------------------------------------------------------------ synthesis
 
+    @property
+    def teacher(self) -> dict[str, str | None]:
+        """The teacher export this student was distilled from, as recorded in its
+        :attr:`provenance`: ``{"path", "sha256"}`` (``None`` where not recorded)."""
+        return {
+            "path": self.provenance.get("teacher"),
+            "sha256": self.provenance.get("teacher_sha256"),
+        }
+
     def noise(
         self,
         lengths: list[int],
         generator: torch.Generator | list[torch.Generator] | None = None,
         device: torch.device | str = "cpu",
+        *,
+        steps: int | None = None,
     ) -> torch.Tensor:
-        """Standard base noise ``(B, max(lengths))``, zero past each length. With a list of
-        generators utterance ``b`` draws exactly ``lengths[b]`` values from its own, so a batch
-        gets the noise its utterances would get one by one."""
+        """Standard base noise ``(B, steps)`` (default ``max(lengths)``), zero past each length.
+        With a list of generators utterance ``b`` draws exactly ``lengths[b]`` values from its
+        own, so a batch gets the noise its utterances would get one by one."""
         gens = generator if isinstance(generator, list) else [generator] * len(lengths)
-        z = torch.zeros(len(lengths), max(lengths))
+        z = torch.zeros(len(lengths), max(lengths) if steps is None else steps)
         eps = torch.finfo(torch.float32).eps
         for b, (n, g) in enumerate(zip(lengths, gens, strict=True)):
             if self.base == "gaussian":
@@ -326,33 +339,34 @@ class Student(nn.Module):
         lengths: list[int] | None = None,
         speaker: torch.Tensor | None = None,
         generator: torch.Generator | list[torch.Generator] | None = None,
-        noise: torch.Tensor | None = None,
         chunk_samples: int | None = None,
+        progress: Progress | None = None,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Audio ``(B, F * hop)`` for ``mel: (B, M, F)`` in one parallel pass (or chunks).
 
         ``lengths`` (samples) of utterances padded in a batch: their padded frames repeat the
-        last real one and their output past the length is zero. ``noise (B, T)`` replaces the
-        draw from ``generator``. With ``chunk_samples`` the output is computed that many samples
-        at a time, each chunk recomputing :attr:`lookback` steps before it: the result equals
-        the unchunked one (up to float rounding) with memory bounded by the chunk size.
+        last real one and their output past the length is zero. ``noise (B, F * hop)`` replaces
+        the draw from ``generator``. With ``chunk_samples`` the output is computed that many
+        samples at a time, each chunk recomputing :attr:`lookback` steps before it: the result
+        equals the unchunked one (up to float rounding) with memory bounded by the chunk size.
+        ``progress`` wraps the chunks (one when unchunked).
         """
         hop, batch = self.hop_length, mel.shape[0]
         steps = mel.shape[-1] * hop
         if lengths is not None:
             mel = extend_last_frame(mel, lengths, hop)
         if noise is None:
-            noise = self.noise(lengths or [steps] * batch, generator, mel.device)
-        if not chunk_samples or chunk_samples >= steps:
-            audio = self.transform_inference(noise, self.features(mel, speaker))
-        else:
-            audio = noise.new_empty(batch, steps)
-            for start in range(0, steps, chunk_samples):
-                end = min(steps, start + chunk_samples)
-                first = max(0, start - self.lookback)
-                cond = self._features_window(mel, speaker, first, end)
-                part = self.transform_inference(noise[:, first:end], cond)
-                audio[:, start:end] = part[:, start - first :]
+            noise = self.noise(lengths or [steps] * batch, generator, mel.device, steps=steps)
+        chunk = chunk_samples if chunk_samples and chunk_samples < steps else max(steps, 1)
+        audio = noise.new_zeros(batch, steps)
+        starts = range(0, steps, chunk)
+        for start in progress(starts) if progress else starts:
+            end = min(steps, start + chunk)
+            first = max(0, start - self.lookback)
+            cond = self._features_window(mel, speaker, first, end)
+            part = self.transform_inference(noise[:, first:end], cond)
+            audio[:, start:end] = part[:, start - first :]
         if lengths is not None:
             for b, n in enumerate(lengths):
                 audio[b, n:] = 0

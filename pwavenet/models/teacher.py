@@ -33,13 +33,14 @@ from .layers import (
     to_array,
     zeros,
 )
+from .vocoder import Progress, Vocoder
 
 __all__ = ["WaveNet"]
 
 GAUSSIAN_LOG_SCALE_MIN = -9.0  # ClariNet clamps the Gaussian log-sigma (SPEC section 5)
 
 
-class WaveNet(nn.Module):
+class WaveNet(Vocoder, kind="teacher"):
     """WaveNet with gated residual layers, skip connections and mel (+ speaker) conditioning.
 
     Output head: ``output="mol"`` gives a discretized mixture of ``mixtures`` logistics
@@ -348,3 +349,23 @@ class WaveNet(nn.Module):
             params = self.head(skips[:, :, -1:])[:, :, 0]
             audio[:, 0, t] = self._sample(params.float(), noise[t], rows)
         return audio[:, 0]
+
+    @torch.no_grad()
+    def synthesize(
+        self,
+        mel: torch.Tensor,
+        *,
+        lengths: list[int] | None = None,
+        speaker: torch.Tensor | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        chunk_samples: int | None = None,
+        progress: Progress | None = None,
+    ) -> torch.Tensor:
+        """The :class:`~pwavenet.models.vocoder.Vocoder` call: audio ``(B, F * hop)`` sampled
+        with :meth:`generate` (cached, O(layers) per sample); ``progress`` wraps its steps.
+        ``chunk_samples`` is accepted and unused: the cached sampler's memory does not grow
+        with the length."""
+        audio, _ = self.generate(
+            mel, lengths=lengths, speaker=speaker, generator=generator, progress=progress
+        )
+        return audio

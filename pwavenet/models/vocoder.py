@@ -1,0 +1,79 @@
+"""What every inference model is: a vocoder from log-mel frames to audio.
+
+The teacher (:class:`~pwavenet.models.teacher.WaveNet`) and the student
+(:class:`~pwavenet.models.student.Student`) differ in how they sample, not in how they are used:
+both declare the export kind they are saved as, carry the feature settings their mel input must
+be made with and the record of the run that made them (both set by the export loader,
+:func:`~pwavenet.models.export.load_vocoder`), and synthesize through one call.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from ..config import AudioConfig
+
+__all__ = ["Progress", "Vocoder"]
+
+# A ``progress=`` hook: wraps the iterable of a model's inner loop (a progress bar, or a timer).
+Progress = Callable[[Iterable[int]], Iterable[int]]
+
+
+class Vocoder(nn.Module, ABC):
+    """Base class of the models that turn ``mel: (B, n_mels, F)`` into audio ``(B, F * hop)``.
+
+    A subclass names its export kind in its class line, ``class WaveNet(Vocoder,
+    kind="teacher")``; the export loader builds the class of the kind an export holds.
+    """
+
+    kind: ClassVar[str]
+    """The export kind of this model (``"teacher"`` or ``"student"``), in ``model.json`` and
+    in the ``model`` key of ``synthesis.json``."""
+
+    audio: AudioConfig | None
+    """The feature settings the mel input must be made with; ``None`` until set (the export
+    loader sets it from the export; a model built for training has none)."""
+
+    provenance: dict[str, Any]
+    """The export's ``extra`` record: what the run that made it wrote (its training ``steps``;
+    for a student the ``teacher`` export's path and ``teacher_sha256``). Empty until loaded."""
+
+    def __init_subclass__(cls, *, kind: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if kind is not None:
+            cls.kind = kind
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.audio = None
+        self.provenance = {}
+
+    @property
+    @abstractmethod
+    def hop_length(self) -> int:
+        """Audio samples per mel frame (the conditioning upsampler's total factor)."""
+
+    @abstractmethod
+    def synthesize(
+        self,
+        mel: torch.Tensor,
+        *,
+        lengths: list[int] | None = None,
+        speaker: torch.Tensor | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        chunk_samples: int | None = None,
+        progress: Progress | None = None,
+    ) -> torch.Tensor:
+        """Audio ``(B, F * hop)`` for ``mel: (B, n_mels, F)``, no gradient.
+
+        ``lengths`` (samples) of utterances padded in a batch: output past each length is zero
+        and padded frames never change the samples before it. ``generator``: one, or one per
+        utterance (then a batch draws what its utterances would draw one by one).
+        ``chunk_samples`` bounds memory where the model can work in chunks (same output);
+        ``progress`` wraps the model's inner loop.
+        """
