@@ -167,7 +167,7 @@ def run_demo(
     from .data.make_corpus import make_corpus
     from .eval.evaluation import evaluate_systems, load_metrics, synthesis_speed
     from .eval.report import summarize, write_report
-    from .models.export import load_student, load_teacher
+    from .models.export import load_student, load_teacher, load_vocoder
     from .synthesis import load_inputs, synthesize
     from .train.distill import train_student
     from .train.teacher import evaluate_teacher, mean_bits, train_teacher
@@ -246,11 +246,8 @@ def run_demo(
     samples = {"teacher": teacher_run / "samples", "student": student_run / "samples"}
 
     def synthesis() -> None:
-        for kind, loader, batch in (
-            ("student", load_student, 1),
-            ("teacher", load_teacher, spec.teacher_batch),
-        ):
-            model = loader(out / kind / "export", spec.device)
+        for kind, batch in (("student", 1), ("teacher", spec.teacher_batch)):
+            model = load_vocoder(out / kind / "export", spec.device, kind=kind)
             synthesize(
                 model,
                 load_inputs(refs, model.audio),
@@ -258,7 +255,7 @@ def run_demo(
                 batch_size=batch,
                 seed=0,
                 chunk_samples=5 * model.audio.sample_rate,
-                progress=bar(f"synthesize ({kind})", "batch" if kind == "student" else "sample"),
+                progress=bar(f"synthesize ({kind})", "chunk" if kind == "student" else "sample"),
             )
             speed = synthesis_speed(samples[kind])
             log(f"   {kind}: {len(refs)} utterances, {speed['samples_per_s']:,.0f} samples/s")

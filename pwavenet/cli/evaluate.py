@@ -94,13 +94,11 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> tuple[dict, Path]:
     """Check every input, then compute the metrics and write the report."""
-    from ..config import AudioConfig
     from ..errors import ConfigError
     from ..eval.curves import read_log
     from ..eval.evaluation import evaluate_systems
     from ..eval.report import write_report
-    from ..fileio import read_json
-    from ..models.export import load_student, load_teacher
+    from ..models.export import META, export_audio, load_student, load_teacher
     from ..synthesis import collect_inputs
 
     systems = _named_paths(args.system, "--system")
@@ -115,9 +113,8 @@ def _evaluate(args: argparse.Namespace) -> tuple[dict, Path]:
     features = args.features or args.teacher or args.student
     if features is None:
         raise ConfigError("give --features (or --teacher / --student) for the feature settings")
-    meta = features / "model.json"
-    if meta.is_file():
-        audio = AudioConfig(**read_json(meta, "pwavenet-export/1", ConfigError, "export")["audio"])
+    if (features / META).is_file():
+        audio = export_audio(features)
     else:
         from ..data.dataset import FeatureCache
 

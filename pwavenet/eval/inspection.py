@@ -17,8 +17,7 @@ from typing import Any
 from torch import nn
 
 from ..config import Config, config_to_dict, load_config, read_yaml
-from ..fileio import read_json
-from ..models.export import META, WEIGHTS, ExportError, export_kind, load_student, load_teacher
+from ..models.export import META, WEIGHTS, ExportError, load_vocoder
 
 __all__ = ["describe", "format_description", "parameter_counts"]
 
@@ -81,10 +80,8 @@ def _sections(cfg: Config, kind: str) -> dict[str, Any]:
 
 
 def _describe_export(path: Path) -> dict[str, Any]:
-    kind = export_kind(path)
-    model = (load_student if kind == "student" else load_teacher)(path)
-    extra = read_json(path / META, "pwavenet-export/1", ExportError, "export description")
-    extra = extra.get("extra", {})
+    model = load_vocoder(path)
+    kind, extra = model.kind, model.provenance
     # The export's resolved config, read as plain YAML: an export made by an older version
     # may hold keys that this version no longer knows, and is still worth describing.
     config = path / "config.yaml"
