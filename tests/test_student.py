@@ -170,3 +170,19 @@ def test_fast_inference_path_equals_the_training_path():
     slow = big(z, mel).x.detach()
     assert float((slow - z).abs().mean()) > 0.01  # the flow does something
     torch.testing.assert_close(big.transform_inference(z, big.features(mel)), slow)
+
+
+@pytest.mark.parametrize("chunk", [None, 6])
+def test_lengths_off_the_hop_still_give_whole_frames(chunk):
+    model = tiny_student().float()
+    mel = mel_for(16, batch=2).float()  # 4 frames of hop 4
+    gens = lambda: [torch.Generator().manual_seed(30 + i) for i in range(2)]  # noqa: E731
+    audio = model.synthesize(mel, lengths=[14, 10], generator=gens(), chunk_samples=chunk)
+    assert audio.shape == (2, 16)
+    assert float(audio[0, 14:].abs().sum()) == float(audio[1, 10:].abs().sum()) == 0.0
+    whole = model.synthesize(mel, lengths=[14, 10], generator=gens())
+    torch.testing.assert_close(audio, whole, atol=1e-5, rtol=0)  # chunked == unchunked
+    # each utterance still draws exactly its length from its generator
+    z = model.noise([14, 10], gens())
+    expected = model.synthesize(mel, lengths=[14, 10], noise=torch.nn.functional.pad(z, (0, 2)))
+    torch.testing.assert_close(audio, expected, atol=1e-5, rtol=0)
