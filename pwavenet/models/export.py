@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from safetensors import SafetensorError
@@ -163,11 +163,11 @@ def load_vocoder(
 def load_teacher(path: str | Path, device: str | torch.device = "cpu") -> WaveNet:
     """Load a teacher export as an eval-mode :class:`~pwavenet.models.teacher.WaveNet`
     (:func:`load_vocoder` refusing any other kind)."""
-    return load_vocoder(path, device, kind="teacher")
+    return cast(WaveNet, load_vocoder(path, device, kind="teacher"))
 
 
 def load_student(path: str | Path, device: str | torch.device = "cpu") -> Student:
     """Load a student export as an eval-mode :class:`~pwavenet.models.student.Student`
     (:func:`load_vocoder` refusing any other kind); its ``teacher`` property reads the
     recorded path and sha256 of the teacher export it was distilled from."""
-    return load_vocoder(path, device, kind="student")
+    return cast(Student, load_vocoder(path, device, kind="student"))
