@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from pwavenet.cli.demo import toy2d_main as main
+from pwavenet.cli import toy2d_main as main
 from pwavenet.toy.flows import autoregressive_flow
 from pwavenet.toy.toy2d import (
     SHAPES,

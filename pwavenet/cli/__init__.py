@@ -65,3 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pwavenet: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def toy2d_main(argv: Sequence[str] | None = None) -> int:
+    """``pwavenet toy2d ARGS``: the toy ladder's command line on its own (``argv`` without the
+    subcommand)."""
+    return main(["toy2d", *(sys.argv[1:] if argv is None else argv)])

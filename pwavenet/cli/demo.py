@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
 from .common import EXIT_ERROR, Handler, echo, progress_bar
@@ -115,11 +115,3 @@ COMMANDS = (
     _add_demo,
     _add_toy2d,
 )
-
-
-def toy2d_main(argv: Sequence[str] | None = None) -> int:
-    """``pwavenet toy2d ARGS``: the toy ladder's command line on its own (``argv`` without the
-    subcommand)."""
-    from . import main
-
-    return main(["toy2d", *(sys.argv[1:] if argv is None else argv)])
