@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The demo from an installed wheel: a fresh virtual environment, the CPU build of torch, then
+# `pip install .` (not editable), and `pwavenet demo --quick` plus `--check` run from a new empty
+# folder, so that nothing of the source tree can be found by accident (the demo configs must come
+# from the installed package). Set PWAVENET_TORCH to install another torch build, PYTHON to use
+# another interpreter; the environment and the demo output go to a temporary folder (WORK=DIR to
+# choose it).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+python="${PYTHON:-python3}"
+work="${WORK:-$(mktemp -d)}"
+echo "wheel demo: fresh environment in $work/venv"
+"$python" -m venv "$work/venv"
+pip=("$work/venv/bin/python" -m pip --disable-pip-version-check)
+"${pip[@]}" install -q "${PWAVENET_TORCH:-torch==2.13.0}"
+"${pip[@]}" install -q "$root"
+mkdir -p "$work/run"
+cd "$work/run"
+"$work/venv/bin/pwavenet" demo --quick --out d
+"$work/venv/bin/pwavenet" demo --quick --out d --check
