@@ -8,6 +8,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 python="${PYTHON:-python3}"
+unset PYTHONPATH  # only the installed package may be imported
 work="${WORK:-$(mktemp -d)}"
 echo "wheel demo: fresh environment in $work/venv"
 "$python" -m venv "$work/venv"
