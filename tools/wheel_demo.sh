@@ -14,7 +14,16 @@ echo "wheel demo: fresh environment in $work/venv"
 "$python" -m venv "$work/venv"
 pip=("$work/venv/bin/python" -m pip --disable-pip-version-check)
 "${pip[@]}" install -q "${PWAVENET_TORCH:-torch==2.13.0}"
-"${pip[@]}" install -q "$root"
+# Install from a clean copy of the working tree (tracked and untracked files, not ignored ones): a
+# stale build/ folder beside the sources would otherwise ship files that no longer exist.
+src="$root"
+if git -C "$root" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  src="$work/src"
+  mkdir -p "$src"
+  (cd "$root" && git ls-files -z --cached --others --exclude-standard |
+    tar --null --ignore-failed-read -T - -cf -) | tar -xf - -C "$src"
+fi
+"${pip[@]}" install -q "$src"
 mkdir -p "$work/run"
 cd "$work/run"
 "$work/venv/bin/pwavenet" demo --quick --out d
