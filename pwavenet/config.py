@@ -92,7 +92,7 @@ class DataConfig:
 
 @dataclass
 class TeacherConfig:
-    """WaveNet teacher architecture (SPEC section 2)."""
+    """WaveNet teacher architecture (docs/design.md §2)."""
 
     layers: int = 24  # gated residual layers in total
     cycles: int = 4  # dilation cycles; dilations double within a cycle (1, 2, 4, ...)
@@ -110,7 +110,7 @@ class TeacherConfig:
 
 @dataclass
 class StudentConfig:
-    """IAF student architecture (SPEC section 3)."""
+    """IAF student architecture (docs/design.md §3)."""
 
     flow_layers: list[int] = field(default_factory=lambda: [10, 10, 10, 30])  # layers per flow
     layers_per_cycle: int = 10  # dilations double for this many layers, then repeat
@@ -118,7 +118,7 @@ class StudentConfig:
     residual_channels: int = 64
     gate_channels: int = 128
     base: Literal["logistic", "gaussian"] = "logistic"  # gaussian gives the ClariNet student
-    log_scale_min: float = -9.0  # per-flow log-scale clamp (SPEC: scales in [e^-9, e^7])
+    log_scale_min: float = -9.0  # per-flow log-scale clamp (docs/design.md §3)
     log_scale_max: float = 7.0
     upsample_scales: list[int] = field(default_factory=lambda: [4, 4, 16])
 
@@ -128,7 +128,7 @@ LOSS_TERMS = ("kl", "power", "loudness")  # the terms distill.loss_weights may w
 
 @dataclass
 class DistillConfig:
-    """Probability density distillation (SPEC sections 4 and 5)."""
+    """Probability density distillation (docs/design.md §§4, 5)."""
 
     teacher: str = ""  # path of the teacher export to distill from
     samples: int = 16  # Monte Carlo draws M per step for the cross-entropy

@@ -3,12 +3,14 @@
 Stages: corpus -> features -> teacher -> teacher NLL -> student -> synthesis with both ->
 evaluation and report. Each finished stage is recorded in ``OUT/demo.json`` with its wall
 time; running the demo again skips recorded stages whose outputs are still there and resumes an
-interrupted training run from its newest checkpoint. The configs live in ``recipes/demo/conf``
-(``teacher_<size>.yaml``, ``student_<size>.yaml``).
+interrupted training run from its newest checkpoint. The configs ship inside the package in
+``pwavenet/conf/demo`` (``teacher_<size>.yaml``, ``student_<size>.yaml``; ``--conf DIR`` gives
+others).
 
-What a CPU budget buys (SPEC section 8): the teacher learns the spectral envelope and timing in
-minutes, not periodicity, so the report states whether each system is voiced where the
-reference is from the measured recall, and the targets below are checked from the numbers.
+What a CPU budget buys (docs/design.md, "What a CPU budget buys"): the teacher learns the
+spectral envelope and timing in minutes, not periodicity, so the report states whether each
+system is voiced where the reference is from the measured recall, and the targets below are
+checked from the numbers.
 """
 
 from __future__ import annotations
@@ -18,11 +20,15 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
 from .fileio import read_json, write_json
+
+if TYPE_CHECKING:
+    from .config import Config
 
 __all__ = [
     "DEMO_STAGES",
@@ -66,8 +72,12 @@ SIZES = {
 
 
 def default_conf_dir() -> Path:
-    """``recipes/demo/conf`` of the source tree this package runs from."""
-    return Path(__file__).resolve().parent.parent / "recipes" / "demo" / "conf"
+    """The demo configs shipped inside the package (``pwavenet/conf/demo``), found through
+    :mod:`importlib.resources` so that an installed wheel runs the demo from any directory."""
+    conf = resources.files("pwavenet") / "conf" / "demo"
+    if not isinstance(conf, Path):  # e.g. a zipped install: the configs are not plain files
+        raise ConfigError(f"{conf}: the packaged demo configs are not files; give --conf DIR")
+    return conf
 
 
 Log = Callable[[str], None]
@@ -150,6 +160,206 @@ def targets(
     return rows
 
 
+@dataclass(frozen=True)
+class _Demo:
+    """What every stage of one demo run needs: the output folder, the size and both configs."""
+
+    out: Path
+    size: str
+    spec: DemoSize
+    cfg_t: Config  # the teacher's (it also makes the features)
+    cfg_s: Config  # the student's, distilled from OUT/teacher/export
+    log: Log
+    bar: Progress
+
+    def run(self, kind: str) -> Path:
+        """``OUT/teacher`` or ``OUT/student``: a training run folder."""
+        return self.out / kind
+
+    def samples(self) -> dict[str, Path]:
+        return {kind: self.run(kind) / "samples" for kind in ("teacher", "student")}
+
+    def refs(self) -> list[Path]:
+        """The test split's source audio files (the synthesis inputs and the references)."""
+        lines = (self.out / "dump" / "lists" / "test.txt").read_text().splitlines()
+        return [Path(p) for p in lines]
+
+
+def _prepare(
+    out: str | Path, size: str, conf_dir: str | Path | None, log: Log, progress: Progress | None
+) -> _Demo:
+    """Check the size, the device and the configs before anything is written."""
+    import torch
+
+    from .config import load_config
+
+    if size not in SIZES:
+        raise ConfigError(f"demo size {size!r}: expected one of {', '.join(SIZES)}")
+    spec = SIZES[size]
+    if spec.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--size gpu needs a CUDA GPU (none is visible to torch); use --size cpu")
+    conf_dir = Path(conf_dir) if conf_dir else default_conf_dir()
+    confs = {k: conf_dir / f"{k}_{size}.yaml" for k in ("teacher", "student")}
+    for path in confs.values():
+        if not path.is_file():
+            raise ConfigError(f"{path}: demo config not found (give --conf DIR)")
+    out = Path(out)
+    cfg_t = load_config(confs["teacher"])
+    cfg_s = load_config(confs["student"], [f"distill.teacher={out / 'teacher' / 'export'}"])
+    bar = progress or (lambda desc, unit: None)
+    return _Demo(out, size, spec, cfg_t, cfg_s, log, bar)
+
+
+def _corpus(demo: _Demo) -> None:
+    from .data.make_corpus import make_corpus
+
+    make_corpus(
+        demo.out / "corpus",
+        num_utterances=demo.spec.utterances,
+        seed=0,
+        sample_rate=demo.cfg_t.audio.sample_rate,
+        min_seconds=demo.spec.min_seconds,
+        max_seconds=demo.spec.max_seconds,
+        progress=demo.bar("corpus", "utt"),
+    )
+
+
+def _features(demo: _Demo) -> None:
+    from .config import save_config
+    from .data.dataset import preprocess_corpus
+
+    out, cfg = demo.out, demo.cfg_t
+    preprocess_corpus(
+        out / "corpus", out / "dump", cfg.audio, cfg.data, progress=demo.bar("features", "file")
+    )
+    save_config(cfg, out / "dump" / "config.yaml")
+
+
+def _train(demo: _Demo, kind: str) -> None:
+    """Train (or resume) the teacher or the student into ``OUT/<kind>``."""
+    from .train.distill import train_student
+    from .train.teacher import train_teacher
+    from .train.trainer import reset_accelerate
+
+    fn, cfg = (train_teacher, demo.cfg_t) if kind == "teacher" else (train_student, demo.cfg_s)
+    reset_accelerate()
+    cpu = demo.spec.device == "cpu"
+    fn(
+        cfg,
+        demo.out / "dump",
+        demo.run(kind),
+        resume=True,
+        cpu=cpu,
+        progress=demo.bar(kind, "step"),
+    )
+
+
+def _teacher_nll(demo: _Demo) -> None:
+    """The teacher's held-out NLL of the valid and test splits into ``OUT/teacher/eval.json``."""
+    import torch
+
+    from .data.dataset import FeatureCache
+    from .models.export import load_teacher
+    from .train.teacher import evaluate_teacher, mean_bits
+
+    model = load_teacher(demo.run("teacher") / "export", demo.spec.device)
+    cache = FeatureCache(demo.out / "dump", model.audio)
+    with torch.no_grad():
+        rows = {s: evaluate_teacher(model, cache, s) for s in ("valid", "test")}
+    write_json(
+        demo.run("teacher") / "eval.json",
+        {s: {"mean_bits": mean_bits(r), "utterances": r} for s, r in rows.items()},
+    )
+
+
+def _synthesis(demo: _Demo) -> None:
+    """The test utterances with the student (one parallel pass), then the teacher (cached)."""
+    from .eval.evaluation import synthesis_speed
+    from .models.export import load_vocoder
+    from .synthesis import load_inputs, synthesize
+
+    refs, samples = demo.refs(), demo.samples()
+    for kind, batch in (("student", 1), ("teacher", demo.spec.teacher_batch)):
+        model = load_vocoder(demo.run(kind) / "export", demo.spec.device, kind=kind)
+        synthesize(
+            model,
+            load_inputs(refs, model.audio),
+            samples[kind],
+            batch_size=batch,
+            seed=0,
+            chunk_samples=5 * model.audio.sample_rate,
+            progress=demo.bar(f"synthesize ({kind})", "chunk" if kind == "student" else "sample"),
+        )
+        speed = synthesis_speed(samples[kind])
+        demo.log(f"   {kind}: {len(refs)} utterances, {speed['samples_per_s']:,.0f} samples/s")
+
+
+def _evaluation(demo: _Demo) -> None:
+    """Both systems and Griffin-Lim against the references, and the report, into ``OUT/eval``."""
+    from .eval.evaluation import evaluate_systems
+    from .eval.report import write_report
+    from .models.export import load_student, load_teacher
+
+    refs, samples = demo.refs(), demo.samples()
+    teacher = load_teacher(demo.run("teacher") / "export", demo.spec.device)
+    student = load_student(demo.run("student") / "export", demo.spec.device)
+    result = evaluate_systems(
+        refs,
+        samples,
+        teacher.audio,
+        demo.out / "eval",
+        teacher=teacher,
+        student=student,
+        progress=demo.bar("evaluate", "utt"),
+    )
+    write_report(
+        result,
+        refs,
+        samples,
+        teacher.audio,
+        demo.out / "eval",
+        runs={"teacher": demo.run("teacher"), "student": demo.run("student")},
+        title=f"pwavenet demo ({demo.size})",
+    )
+
+
+def _stage_table(demo: _Demo) -> list[tuple[str, Path, Callable[[], None]]]:
+    """Each stage (in :data:`DEMO_STAGES` order), the file whose presence marks it done, and
+    what runs it."""
+    out, teacher_run = demo.out, demo.run("teacher")
+    return [
+        ("corpus", out / "corpus" / "metadata.csv", lambda: _corpus(demo)),
+        ("features", out / "dump" / "manifest.json", lambda: _features(demo)),
+        ("teacher", teacher_run / "export", lambda: _train(demo, "teacher")),
+        ("teacher-nll", teacher_run / "eval.json", lambda: _teacher_nll(demo)),
+        ("student", demo.run("student") / "export", lambda: _train(demo, "student")),
+        ("synthesis", demo.samples()["teacher"] / "synthesis.json", lambda: _synthesis(demo)),
+        ("evaluation", out / "eval" / "report.html", lambda: _evaluation(demo)),
+    ]
+
+
+def _finish(demo: _Demo, stages: _Stages, wall: float) -> dict[str, Any]:
+    """Add the totals, the teacher's NLL, the summary and the targets to ``OUT/demo.json``."""
+    from .eval.evaluation import load_metrics
+    from .eval.report import summarize
+
+    out = demo.out
+    result = load_metrics(out / "eval" / "metrics.json")
+    nll_record = json.loads((demo.run("teacher") / "eval.json").read_text(encoding="utf-8"))
+    nll = {s: nll_record[s]["mean_bits"] for s in ("valid", "test")}
+    record = stages.record
+    record["seconds_this_run"] = time.perf_counter() - wall
+    record["seconds_all_stages"] = sum(record["stages"].values())
+    record["teacher_nll_bits"] = nll
+    record["summary"] = summarize(result)
+    record["targets"] = [
+        {"target": t, "met": met, "measured": m} for t, met, m in targets(demo.size, nll, result)
+    ]
+    record["report"] = str(out / "eval" / "report.html")
+    write_json(stages.path, record)
+    return record
+
+
 def run_demo(
     out: str | Path,
     size: str = "cpu",
@@ -159,147 +369,15 @@ def run_demo(
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) the demo into ``out``; returns ``OUT/demo.json``'s record with the stage
-    times, the evaluation result and the targets."""
-    import torch
-
-    from .config import load_config, save_config
-    from .data.dataset import FeatureCache, preprocess_corpus
-    from .data.make_corpus import make_corpus
-    from .eval.evaluation import evaluate_systems, load_metrics, synthesis_speed
-    from .eval.report import summarize, write_report
-    from .models.export import load_student, load_teacher, load_vocoder
-    from .synthesis import load_inputs, synthesize
-    from .train.distill import train_student
-    from .train.teacher import evaluate_teacher, mean_bits, train_teacher
-    from .train.trainer import reset_accelerate
-
-    if size not in SIZES:
-        raise ConfigError(f"demo size {size!r}: expected one of {', '.join(SIZES)}")
-    spec = SIZES[size]
-    if spec.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--size gpu needs a CUDA GPU (none is visible to torch); use --size cpu")
-    cpu = spec.device == "cpu"
-    conf_dir = Path(conf_dir) if conf_dir else default_conf_dir()
-    confs = {k: conf_dir / f"{k}_{size}.yaml" for k in ("teacher", "student")}
-    for path in confs.values():
-        if not path.is_file():
-            raise ConfigError(f"{path}: demo config not found (give --conf DIR)")
-    out = Path(out)
-    teacher_run, student_run = out / "teacher", out / "student"
-    cfg_t = load_config(confs["teacher"])
-    cfg_s = load_config(confs["student"], [f"distill.teacher={teacher_run / 'export'}"])
-    out.mkdir(parents=True, exist_ok=True)
-    stages = _Stages(out, size, log)
-    bar = progress or (lambda desc, unit: None)
+    times, the evaluation result and the targets. ``conf_dir`` holds ``teacher_<size>.yaml``
+    and ``student_<size>.yaml`` (default: :func:`default_conf_dir`)."""
+    demo = _prepare(out, size, conf_dir, log, progress)
+    demo.out.mkdir(parents=True, exist_ok=True)
+    stages = _Stages(demo.out, size, log)
     wall = time.perf_counter()
-
-    stages.run(
-        "corpus",
-        out / "corpus" / "metadata.csv",
-        lambda: make_corpus(
-            out / "corpus",
-            num_utterances=spec.utterances,
-            seed=0,
-            sample_rate=cfg_t.audio.sample_rate,
-            min_seconds=spec.min_seconds,
-            max_seconds=spec.max_seconds,
-            progress=bar("corpus", "utt"),
-        ),
-    )
-
-    def features() -> None:
-        preprocess_corpus(
-            out / "corpus", out / "dump", cfg_t.audio, cfg_t.data, progress=bar("features", "file")
-        )
-        save_config(cfg_t, out / "dump" / "config.yaml")
-
-    stages.run("features", out / "dump" / "manifest.json", features)
-
-    def train(fn: Callable[..., Path], cfg: Any, run: Path, name: str) -> None:
-        reset_accelerate()
-        fn(cfg, out / "dump", run, resume=True, cpu=cpu, progress=bar(name, "step"))
-
-    stages.run(
-        "teacher",
-        teacher_run / "export",
-        lambda: train(train_teacher, cfg_t, teacher_run, "teacher"),
-    )
-
-    def teacher_nll() -> None:
-        model = load_teacher(teacher_run / "export", spec.device)
-        cache = FeatureCache(out / "dump", model.audio)
-        with torch.no_grad():
-            rows = {s: evaluate_teacher(model, cache, s) for s in ("valid", "test")}
-        write_json(
-            teacher_run / "eval.json",
-            {s: {"mean_bits": mean_bits(r), "utterances": r} for s, r in rows.items()},
-        )
-
-    stages.run("teacher-nll", teacher_run / "eval.json", teacher_nll)
-    stages.run(
-        "student",
-        student_run / "export",
-        lambda: train(train_student, cfg_s, student_run, "student"),
-    )
-
-    refs = [Path(p) for p in (out / "dump" / "lists" / "test.txt").read_text().splitlines()]
-    samples = {"teacher": teacher_run / "samples", "student": student_run / "samples"}
-
-    def synthesis() -> None:
-        for kind, batch in (("student", 1), ("teacher", spec.teacher_batch)):
-            model = load_vocoder(out / kind / "export", spec.device, kind=kind)
-            synthesize(
-                model,
-                load_inputs(refs, model.audio),
-                samples[kind],
-                batch_size=batch,
-                seed=0,
-                chunk_samples=5 * model.audio.sample_rate,
-                progress=bar(f"synthesize ({kind})", "chunk" if kind == "student" else "sample"),
-            )
-            speed = synthesis_speed(samples[kind])
-            log(f"   {kind}: {len(refs)} utterances, {speed['samples_per_s']:,.0f} samples/s")
-
-    stages.run("synthesis", samples["teacher"] / "synthesis.json", synthesis)
-
-    def evaluation() -> None:
-        teacher = load_teacher(teacher_run / "export", spec.device)
-        student = load_student(student_run / "export", spec.device)
-        result = evaluate_systems(
-            refs,
-            samples,
-            teacher.audio,
-            out / "eval",
-            teacher=teacher,
-            student=student,
-            progress=bar("evaluate", "utt"),
-        )
-        write_report(
-            result,
-            refs,
-            samples,
-            teacher.audio,
-            out / "eval",
-            runs={"teacher": teacher_run, "student": student_run},
-            title=f"pwavenet demo ({size})",
-        )
-
-    stages.run("evaluation", out / "eval" / "report.html", evaluation)
-
-    result = load_metrics(out / "eval" / "metrics.json")
-    nll_record = json.loads((teacher_run / "eval.json").read_text(encoding="utf-8"))
-    nll = {s: nll_record[s]["mean_bits"] for s in ("valid", "test")}
-    record = stages.record
-    record["seconds_this_run"] = time.perf_counter() - wall
-    record["seconds_all_stages"] = sum(record["stages"].values())
-    record["teacher_nll_bits"] = nll
-    record["summary"] = summarize(result)
-    record["targets"] = [
-        {"target": t, "met": met, "measured": m} for t, met, m in targets(size, nll, result)
-    ]
-    record["report"] = str(out / "eval" / "report.html")
-    write_json(stages.path, record)
-    return record
+    for name, done, fn in _stage_table(demo):
+        stages.run(name, done, fn)
+    return _finish(demo, stages, wall)
 
 
 def check_demo(out: str | Path) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 
@@ -77,3 +78,26 @@ def test_load_teacher_is_a_top_level_lazy_attribute():
     code = "import pwavenet, sys; f = pwavenet.load_teacher; print(f.__module__)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "pwavenet.models.export"
+
+
+def test_synthesize_help_shows_the_chunk_default():
+    result = run("synthesize", "--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())  # help lines wrap at the terminal width
+    assert "0 for one pass. (default: 5.0)" in text
+
+
+def test_every_subcommand_help_shows_its_defaults():
+    parser, _ = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    checked = 0
+    for name, subparser in sub.choices.items():
+        text = " ".join(subparser.format_help().split())
+        for action in subparser._actions:
+            default, words = action.default, action.help or ""
+            unset = default is None or default is False or default in ([], argparse.SUPPRESS)
+            if unset or "default" in words.lower():  # flags, unset options, own wording
+                continue
+            assert f"(default: {default})" in text, f"pwavenet {name} --help: {action.dest}"
+            checked += 1
+    assert checked >= 20

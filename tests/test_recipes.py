@@ -1,4 +1,5 @@
-"""Recipes: shell scripts pass shellcheck, configs load and are commented, run.sh stages 0-1."""
+"""Recipes: shell scripts pass shellcheck, configs load and are commented, run.sh stages 0-1, its
+help, stage-aimed overrides and the --ngpu check (stages 2-3 with a fake ``pwavenet``)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from pwavenet.config import load_config
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
 SCRIPTS = sorted([*RECIPES.rglob("*.sh"), *(ROOT / "tools").rglob("*.sh")])
-CONFIGS = sorted(RECIPES.rglob("*.yaml"))
+DEMO_CONF = ROOT / "pwavenet" / "conf" / "demo"  # the demo's configs ship inside the package
+CONFIGS = sorted([*RECIPES.rglob("*.yaml"), *DEMO_CONF.glob("*.yaml")])
 ACCELERATE = [p for p in CONFIGS if p.name.startswith("accelerate_")]
 PWAVENET = [p for p in CONFIGS if p not in ACCELERATE]
 BIN = Path(sys.executable).parent  # the environment's scripts: pwavenet, accelerate, shellcheck
@@ -157,6 +159,78 @@ def test_template_stages_0_and_1_on_a_folder_of_audio(ljspeech, tmp_path):
 def test_demo_wrapper_forwards_its_arguments():
     result = run_script(RECIPES / "demo" / "run.sh", "--quick", "--out", "x", PWAVENET="echo")
     assert result.returncode == 0 and result.stdout.strip() == "demo --quick --out x"
+
+
+def option_table() -> list[list[str]]:
+    """The rows of recipe.sh's ``recipe_options``: option, arg, variable, env, help."""
+    text = (RECIPES / "common" / "recipe.sh").read_text(encoding="utf-8")
+    body = text[text.index("recipe_options=(") : text.index("\n)\n")]
+    return [row.split("|") for row in re.findall(r'^  "(.*)"$', body, flags=re.M)]
+
+
+@pytest.mark.parametrize("recipe", ["ljspeech", "template"])
+def test_help_lists_every_option_with_its_default(recipe):
+    rows = option_table()
+    assert len(rows) == 15 and all(len(r) == 5 for r in rows)
+    result = run_script(RECIPES / recipe / "run.sh", "--help", TAG="mytag", NGPU="3")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    corpus = {"ljspeech": ("--ljspeech", "LJSPEECH"), "template": ("--corpus", "CORPUS")}[recipe]
+    for option, arg, _, env, _ in rows:
+        option, env = corpus if option == "$corpus_flag" else (option, env)
+        at = next(i for i, line in enumerate(lines) if line.split()[:2] == [option, arg])
+        assert f"(environment: {env})" in lines[at + 1] and "default: " in lines[at + 1]
+    assert "default: mytag (environment: TAG)" in result.stdout  # the default after the environment
+    assert "default: 3 (environment: NGPU)" in result.stdout
+    assert "teacher:KEY=VALUE" in result.stdout and "set -euo" not in result.stdout
+
+
+@pytest.fixture
+def fake_bin(tmp_path) -> Path:
+    """A ``pwavenet`` and an ``accelerate`` that print their arguments (run.sh takes the
+    accelerate beside the pwavenet it runs)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("pwavenet", "accelerate"):
+        (bin_dir / name).write_text(f'#!/bin/sh\necho "{name} $*"\n')
+        (bin_dir / name).chmod(0o755)
+    return bin_dir
+
+
+def run_training_stages(fake_bin: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """Stages 2-3 of the template with the fake commands (a fake teacher export for stage 3)."""
+    export = tmp_path / "exp" / "template" / "teacher" / "export"
+    export.mkdir(parents=True, exist_ok=True)
+    (export / "model.json").write_text("{}")
+    stages = ["--stage", "2", "--stop-stage", "3", "--exp", str(tmp_path / "exp")]
+    return run_script(
+        RECIPES / "template" / "run.sh", *stages, "--pwavenet", str(fake_bin / "pwavenet"), *args
+    )
+
+
+def test_overrides_can_be_aimed_at_one_stage(fake_bin, tmp_path):
+    args = ["data.batch_size=3", "teacher:train.max_steps=2000", "student:train.max_steps=500"]
+    result = run_training_stages(fake_bin, tmp_path, *args)
+    assert result.returncode == 0, result.stderr
+    calls = [line for line in result.stdout.splitlines() if line.startswith("accelerate launch")]
+    assert len(calls) == 2 and " train-teacher " in calls[0] and " distill " in calls[1]
+    teacher, student = calls
+    assert teacher.endswith("data.batch_size=3 train.max_steps=2000")
+    assert student.endswith("data.batch_size=3 train.max_steps=500")
+    bad = run_training_stages(fake_bin, tmp_path, "techer:train.max_steps=1")
+    assert "the prefix must be teacher: or student:" in one_line_error(bad)
+
+
+def test_ngpu_must_match_the_accelerate_config(fake_bin, tmp_path):
+    line = one_line_error(run_training_stages(fake_bin, tmp_path, "--ngpu", "2"))
+    config = RECIPES / "template" / "conf" / "accelerate_8gpu.yaml"
+    assert line.startswith(f"run.sh: error: {config}: ")
+    assert "num_processes is 8 but --ngpu is 2" in line
+    two = tmp_path / "accelerate_2gpu.yaml"
+    two.write_text(config.read_text().replace("num_processes: 8 ", "num_processes: 2 "))
+    result = run_training_stages(fake_bin, tmp_path, "--ngpu", "2", "--accelerate-config", str(two))
+    assert result.returncode == 0, result.stderr
+    assert f"--config_file {two} --num_processes 2 -m pwavenet train-teacher" in result.stdout
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from .. import __version__
 from ..errors import PwavenetError
 from . import data, demo, evaluate, synth, train
-from .common import EXIT_ERROR, EXIT_INTERRUPTED, OVERRIDE, Handler
+from .common import EXIT_ERROR, EXIT_INTERRUPTED, OVERRIDE, Handler, HelpFormatter
 
 SUBCOMMANDS = (*data.COMMANDS, *train.COMMANDS, *synth.COMMANDS, *evaluate.COMMANDS, *demo.COMMANDS)
 
@@ -23,6 +23,7 @@ SUBCOMMANDS = (*data.COMMANDS, *train.COMMANDS, *synth.COMMANDS, *evaluate.COMMA
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     parser = argparse.ArgumentParser(
         prog="pwavenet",
+        formatter_class=HelpFormatter,
         description=(
             "Parallel WaveNet: train a WaveNet teacher, distill an inverse-autoregressive-flow "
             "student from it, and synthesize audio in one parallel pass."
@@ -39,6 +40,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
         handler = add(sub)
         for name in set(sub.choices) - before:  # a subcommand and its aliases
             handlers[name] = handler
+    # One place sets the help format of every subcommand: defaults shown, paragraphs kept.
+    for subparser in sub.choices.values():
+        subparser.formatter_class = HelpFormatter
     return parser, handlers
 
 

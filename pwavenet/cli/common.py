@@ -1,5 +1,5 @@
-"""What every subcommand shares: the handler type, progress bars and printing, config arguments,
-and the training runner of ``train-teacher`` and ``distill``."""
+"""What every subcommand shares: the handler type, the help formatter, progress bars and printing,
+config arguments, and the training runner of ``train-teacher`` and ``distill``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,25 @@ EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
 Handler = Callable[[argparse.Namespace], int]
 OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` with each option's default, and descriptions filled paragraph by paragraph
+    (a blank line in a description stays a paragraph break)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        # Flags, unset options and empty lists have no default worth a word; a help that already
+        # says what its default is keeps its own words.
+        default, text = action.default, action.help or ""
+        if default is None or default is False or default == [] or "default" in text.lower():
+            return action.help
+        return super()._get_help_string(action)
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        paragraphs = text.split("\n\n")
+        return "\n\n".join(
+            super(HelpFormatter, self)._fill_text(p, width, indent) for p in paragraphs
+        )
 
 
 def progress_bar(desc: str, unit: str = "file") -> Callable:

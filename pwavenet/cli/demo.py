@@ -23,13 +23,13 @@ def _add_demo(sub: argparse._SubParsersAction) -> Handler:
             "wall time is logged; running it again reuses finished stages and resumes an "
             "interrupted training run. Sizes: --quick (seconds: checks the pipeline), cpu "
             "(about 9 minutes on 2 cores), gpu (sized for about 30 minutes on one GPU). Configs: "
-            "recipes/demo/conf/{teacher,student}_<size>.yaml."
+            "pwavenet/conf/demo/{teacher,student}_<size>.yaml (shipped with the package)."
         ),
     )
     p.add_argument("--quick", action="store_true", help="The smallest size (what CI runs).")
     p.add_argument("--size", choices=("cpu", "gpu"), default="cpu", help="Demo size.")
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="Output folder.")
-    p.add_argument("--conf", type=Path, help="Folder of the demo configs (default: the repo's).")
+    p.add_argument("--conf", type=Path, help="Folder of the demo configs (default: the ones shipped in the package, pwavenet/conf/demo).")
     p.add_argument(
         "--check",
         action="store_true",

@@ -17,7 +17,7 @@ KL(student || teacher) per sample given the reference's mel). :func:`synthesis_s
 ``synthesis.json`` that ``pwavenet synthesize`` leaves beside its outputs.
 
 :func:`griffin_lim` inverts a log-mel spectrogram without any training: the baseline every
-report carries beside the neural systems (SPEC section 8).
+report carries beside the neural systems (docs/design.md §8).
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
 - 16-bit quantisation helpers: ``NUM_BINS`` bins of width ``2 / 65535`` over [-1, 1], whose
   centres include both endpoints.
 - :class:`Logistic` and :class:`Gaussian`: location/log-scale distributions with reparameterised
-  sampling (the student's per-step output, SPEC section 3) and closed-form entropies.
-- :func:`gaussian_kl`: the ClariNet closed-form KL (SPEC section 5).
-- :class:`DiscretizedMixtureLogistics`: the WaveNet teacher's output (SPEC section 2).
+  sampling (the student's per-step output, docs/design.md §3) and closed-form entropies.
+- :func:`gaussian_kl`: the ClariNet closed-form KL (docs/design.md §5).
+- :class:`DiscretizedMixtureLogistics`: the WaveNet teacher's output (docs/design.md §2).
 
 All log-probabilities are computed in log space (log-sigmoid / softplus forms, ``logsumexp``
 over components), so nothing underflows to ``-inf`` and no gradient becomes NaN, even at the
@@ -43,7 +43,7 @@ __all__ = [
 BITS = 16
 NUM_BINS = 2**BITS  # 65,536 bins for 16-bit audio
 HALF_BIN = 1.0 / (NUM_BINS - 1)  # bins of width 2 / 65535 over [-1, 1]
-LOG_SCALE_MIN = -16.0  # default floor for mixture log-scales (SPEC: <= about -12.5 for 16 bits)
+LOG_SCALE_MIN = -16.0  # mixture log-scale floor (docs/design.md §2: <= about -12.5 for 16 bits)
 
 _LN2 = math.log(2.0)
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -291,7 +291,7 @@ def _check_floor(log_scale_min: float, num_bins: int) -> None:
     if log_scale_min > limit:
         logger.warning(
             "log_scale_min %.2f is above %.2f for %d bins: the model cannot become sharper "
-            "than about one bin and its likelihood is capped (SPEC section 2).",
+            "than about one bin and its likelihood is capped (docs/design.md §2).",
             log_scale_min,
             limit,
             num_bins,

@@ -9,7 +9,7 @@
   the CPU it runs on numpy, whose calls cost a fraction of torch's, and a generated sample is a
   few hundred small calls; on CUDA it runs on tensors.
 - :class:`Upsampler` stretches mel frames to the sample rate with transposed convolutions and
-  leaky ReLU (non-saturating: a tanh upsampler lets the teacher ignore the mel, SPEC section 1).
+  leaky ReLU (non-saturating: a tanh upsampler lets the teacher ignore the mel, docs/design.md §1).
 """
 
 from __future__ import annotations
@@ -427,7 +427,7 @@ class Upsampler(nn.Module):
 
     Each stage repeats every frame ``s`` times and smooths with a learned conv of width
     ``2s + 1`` initialised to a box filter. There is no squashing non-linearity: a saturating
-    upsampler lets the teacher ignore the mel (SPEC section 1). Frame ``j`` ends up centred on
+    upsampler lets the teacher ignore the mel (docs/design.md §1). Frame ``j`` ends up centred on
     samples ``[j * hop, (j + 1) * hop)``, the hop block it was computed from.
     """
 

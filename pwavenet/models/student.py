@@ -1,4 +1,4 @@
-"""The Parallel WaveNet student: a stack of inverse autoregressive flows (SPEC section 3).
+"""The Parallel WaveNet student: a stack of inverse autoregressive flows (docs/design.md §3).
 
 Every flow follows one contract (shared with the toy flows of the seeds):
 ``forward(z, cond) -> (x, logabsdet)`` and ``inverse(x, cond) -> (z, logabsdet)``, with

@@ -37,7 +37,7 @@ from .vocoder import Progress, Vocoder
 
 __all__ = ["WaveNet"]
 
-GAUSSIAN_LOG_SCALE_MIN = -9.0  # ClariNet clamps the Gaussian log-sigma (SPEC section 5)
+GAUSSIAN_LOG_SCALE_MIN = -9.0  # ClariNet clamps the Gaussian log-sigma (docs/design.md §5)
 
 
 class WaveNet(Vocoder, kind="teacher"):
@@ -99,8 +99,8 @@ class WaveNet(Vocoder, kind="teacher"):
             nn.ReLU(),
             nn.Conv1d(skip_channels, out_channels, 1),
         )
-        # Start with narrow output scales: SPEC section 8 measured this halves the time to a
-        # given NLL compared with a zero bias.
+        # Start with narrow output scales: measured to halve the time to a given NLL compared
+        # with a zero bias (docs/design.md §8).
         with torch.no_grad():
             last = self.head[-1]
             if output == "mol":

@@ -1,4 +1,4 @@
-"""Probability density distillation: the student task on the generic trainer (SPEC section 4).
+"""Probability density distillation: the student task on the generic trainer (docs/design.md §4).
 
 ``train_student(cfg, dump, run_dir)`` is what ``pwavenet distill`` calls. The teacher comes from
 its export, frozen: eval mode, ``requires_grad`` off, outside the optimizer and outside the

@@ -1,4 +1,4 @@
-"""Distillation losses (SPEC sections 4 and 5), computed in float32.
+"""Distillation losses (docs/design.md §§4, 5), computed in float32.
 
 - :func:`monte_carlo_kl`: KL(student || teacher) per step = Monte Carlo cross-entropy minus the
   closed-form entropy of the student's per-step distribution. The frozen teacher has been run

@@ -7,32 +7,31 @@
 #   3  distillation: pwavenet distill -> exp/<tag>/student (resumes from its checkpoints)
 #   4  synthesis of the test list with the student and the teacher, with real-time factors
 #   5  evaluation: pwavenet evaluate -> exp/<tag>/eval (metrics, report, figures)
-#
-# Usage: ./run.sh [--stage N] [--stop-stage N] [--ljspeech DIR] [--tag TAG] [--ngpu N] ...
-#        [key=value ...]   (config overrides for stages 1-3, e.g. train.max_steps=1000)
-# Every knob below can also be set from the environment (STAGE=2 ./run.sh). Re-running resumes:
-# stage 1 is skipped once dump/manifest.json exists, training continues from its newest
-# checkpoint. Nothing is downloaded: get LJSpeech-1.1 from https://keithito.com/LJ-Speech-Dataset/
+# Nothing is downloaded: get LJSpeech-1.1 from https://keithito.com/LJ-Speech-Dataset/
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 # ---------------------------------------------------------------------------- knobs
-stage=${STAGE:-0}                       # first stage to run
-stop_stage=${STOP_STAGE:-5}             # last stage to run
-corpus_src=${LJSPEECH:-$here/downloads/LJSpeech-1.1}  # the downloaded corpus (metadata.csv + wavs/)
-data=${DATA:-$here/data}                # stage 0 output: a link to the corpus
-dump=${DUMP:-$here/dump}                # stage 1 output: the feature cache
-exp=${EXP:-$here/exp}                   # stages 2-5 output: exp/<tag>/{teacher,student,eval}
-tag=${TAG:-ljspeech}                    # name of this experiment under exp/
-teacher_conf=${TEACHER_CONF:-$here/conf/teacher.yaml}  # teacher config (also makes the features)
-student_conf=${STUDENT_CONF:-$here/conf/student.yaml}  # student config
-ngpu=${NGPU:-1}                         # 0: CPU only; 1: one GPU; N > 1: N processes in total
-launcher=${LAUNCHER:-accelerate}        # accelerate: `accelerate launch`; plain: `pwavenet` itself
-accelerate_config=${ACCELERATE_CONFIG:-}  # default: conf/accelerate_1gpu.yaml, or _8gpu for N > 1
-machine_rank=${MACHINE_RANK:-}          # multi-node: this machine's rank (else the config's)
-synth_batch=${SYNTH_BATCH:-16}          # utterances the teacher generates together in stage 4
-pwavenet=${PWAVENET:-}                  # the pwavenet command (default: on PATH, or the repo's .venv)
+# The options' defaults; `./run.sh --help` describes each. An option on the command line, or
+# the environment variable read here (STAGE=2 ./run.sh), changes one.
+stage=${STAGE:-0}
+stop_stage=${STOP_STAGE:-5}
+corpus_src=${LJSPEECH:-$here/downloads/LJSpeech-1.1}
+data=${DATA:-$here/data}
+dump=${DUMP:-$here/dump}
+exp=${EXP:-$here/exp}
+tag=${TAG:-ljspeech}
+teacher_conf=${TEACHER_CONF:-$here/conf/teacher.yaml}
+student_conf=${STUDENT_CONF:-$here/conf/student.yaml}
+ngpu=${NGPU:-1}
+launcher=${LAUNCHER:-accelerate}
+accelerate_config=${ACCELERATE_CONFIG:-}
+machine_rank=${MACHINE_RANK:-}
+synth_batch=${SYNTH_BATCH:-16}
+pwavenet=${PWAVENET:-}
 corpus_flag=--ljspeech                  # this recipe's corpus option
+corpus_env=LJSPEECH                     # its environment variable
+corpus_help="the downloaded corpus (metadata.csv + wavs/, or the folder it was unpacked into)"
 corpus_name=LJSpeech-1.1                # the corpus' name under data/
 
 # ---------------------------------------------------------------------------- stage 0

@@ -7,32 +7,31 @@
 #   3  distillation: pwavenet distill -> exp/<tag>/student (resumes from its checkpoints)
 #   4  synthesis of the test list with the student and the teacher, with real-time factors
 #   5  evaluation: pwavenet evaluate -> exp/<tag>/eval (metrics, report, figures)
-#
-# Usage: ./run.sh --corpus DIR [--stage N] [--stop-stage N] [--tag TAG] [--ngpu N] ...
-#        [key=value ...]   (config overrides for stages 1-3, e.g. audio.sample_rate=16000)
-# Every knob below can also be set from the environment (CORPUS=/data/x ./run.sh). Re-running
-# resumes: stage 1 is skipped once dump/manifest.json exists, training continues from its newest
-# checkpoint. Edit conf/teacher.yaml first: sample rate, held-out counts, training length.
+# Edit conf/teacher.yaml first: sample rate, held-out counts, training length.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 # ---------------------------------------------------------------------------- knobs
-stage=${STAGE:-0}                       # first stage to run
-stop_stage=${STOP_STAGE:-5}             # last stage to run
-corpus_src=${CORPUS:-}                  # the folder of audio files (required for stage 0)
-data=${DATA:-$here/data}                # stage 0 output: data/corpus, a link to it
-dump=${DUMP:-$here/dump}                # stage 1 output: the feature cache
-exp=${EXP:-$here/exp}                   # stages 2-5 output: exp/<tag>/{teacher,student,eval}
-tag=${TAG:-template}                    # name of this experiment under exp/
-teacher_conf=${TEACHER_CONF:-$here/conf/teacher.yaml}  # teacher config (also makes the features)
-student_conf=${STUDENT_CONF:-$here/conf/student.yaml}  # student config
-ngpu=${NGPU:-1}                         # 0: CPU only; 1: one GPU; N > 1: N processes in total
-launcher=${LAUNCHER:-accelerate}        # accelerate: `accelerate launch`; plain: `pwavenet` itself
-accelerate_config=${ACCELERATE_CONFIG:-}  # default: conf/accelerate_1gpu.yaml, or _8gpu for N > 1
-machine_rank=${MACHINE_RANK:-}          # multi-node: this machine's rank (else the config's)
-synth_batch=${SYNTH_BATCH:-16}          # utterances the teacher generates together in stage 4
-pwavenet=${PWAVENET:-}                  # the pwavenet command (default: on PATH, or the repo's .venv)
+# The options' defaults; `./run.sh --help` describes each. An option on the command line, or
+# the environment variable read here (STAGE=2 ./run.sh), changes one.
+stage=${STAGE:-0}
+stop_stage=${STOP_STAGE:-5}
+corpus_src=${CORPUS:-}
+data=${DATA:-$here/data}
+dump=${DUMP:-$here/dump}
+exp=${EXP:-$here/exp}
+tag=${TAG:-template}
+teacher_conf=${TEACHER_CONF:-$here/conf/teacher.yaml}
+student_conf=${STUDENT_CONF:-$here/conf/student.yaml}
+ngpu=${NGPU:-1}
+launcher=${LAUNCHER:-accelerate}
+accelerate_config=${ACCELERATE_CONFIG:-}
+machine_rank=${MACHINE_RANK:-}
+synth_batch=${SYNTH_BATCH:-16}
+pwavenet=${PWAVENET:-}
 corpus_flag=--corpus                    # this recipe's corpus option
+corpus_env=CORPUS                       # its environment variable
+corpus_help="the folder of audio files (required for stage 0)"
 corpus_name=corpus                      # the corpus' name under data/
 
 # ---------------------------------------------------------------------------- stage 0
