@@ -29,7 +29,11 @@ def _add_demo(sub: argparse._SubParsersAction) -> Handler:
     p.add_argument("--quick", action="store_true", help="The smallest size (what CI runs).")
     p.add_argument("--size", choices=("cpu", "gpu"), default="cpu", help="Demo size.")
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="Output folder.")
-    p.add_argument("--conf", type=Path, help="Folder of the demo configs (default: the ones shipped in the package, pwavenet/conf/demo).")
+    p.add_argument(
+        "--conf",
+        type=Path,
+        help="Folder of the demo configs (default: the package's, pwavenet/conf/demo).",
+    )
     p.add_argument(
         "--check",
         action="store_true",
