@@ -165,8 +165,9 @@ def run_demo(
     from .config import load_config, save_config
     from .data.dataset import FeatureCache, preprocess_corpus
     from .data.make_corpus import make_corpus
-    from .eval.evaluation import evaluate_systems, load_metrics, synthesis_speed
+    from .eval.evaluate import evaluate_systems, load_metrics
     from .eval.report import summarize, write_report
+    from .eval.scores import synthesis_speed
     from .models.export import load_student, load_teacher
     from .synthesis import load_inputs, synthesize
     from .train.distill import train_student

@@ -11,20 +11,17 @@ from training_setup import tiny_batch, tiny_models
 
 from pwavenet.audio import LogMelSpectrogram
 from pwavenet.config import AudioConfig
-from pwavenet.eval.evaluation import (
+from pwavenet.eval.griffin_lim import griffin_lim
+from pwavenet.eval.metrics import (
     compare,
-    f0_track,
-    griffin_lim,
     log_spectral_distance,
     loudness_ratio_db,
     mel_cepstral_distortion,
     mrstft_distance,
-    pitch_metrics,
-    student_kl_nats,
-    synthesis_speed,
-    teacher_nll_bits,
 )
+from pwavenet.eval.pitch import f0_track, pitch_metrics
 from pwavenet.eval.report import summarize
+from pwavenet.eval.scores import student_kl_nats, synthesis_speed, teacher_nll_bits
 
 SR = 16000
 AUDIO = AudioConfig(sample_rate=SR, fmax=8000.0)
@@ -254,7 +251,7 @@ def test_the_summary_says_what_the_numbers_say():
 def test_references_at_another_rate_are_resampled(tmp_path):
     import soundfile as sf
 
-    from pwavenet.eval.evaluation import evaluate_systems
+    from pwavenet.eval.evaluate import evaluate_systems
 
     (tmp_path / "ref").mkdir()
     (tmp_path / "sys").mkdir()

@@ -48,7 +48,7 @@ def _add_synthesize(sub: argparse._SubParsersAction) -> Handler:
 
 
 def _run_synthesize(args: argparse.Namespace) -> int:
-    from ..eval.evaluation import synthesis_speed
+    from ..eval.scores import synthesis_speed
     from ..models.export import ExportError, export_kind, load_student, load_teacher
     from ..synthesis import collect_inputs, load_inputs, synthesize
 
