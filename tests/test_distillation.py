@@ -13,9 +13,9 @@ from conftest import reset_accelerate
 from safetensors.torch import load_file
 from training_setup import make_dump, tiny_batch, tiny_config, tiny_models
 
-from pwavenet.config import ConfigError, DistillConfig
+from pwavenet.config import LOSS_TERMS, ConfigError, DistillConfig
 from pwavenet.models.export import ExportError, load_student
-from pwavenet.train.distill import DistillTask, make_distill_trainer, train_student
+from pwavenet.train.distill import TERMS, DistillTask, make_distill_trainer, train_student
 from pwavenet.train.teacher import train_teacher
 from pwavenet.train.trainer import latest_checkpoint
 
@@ -195,3 +195,52 @@ def test_validation_value_is_pinned():
     assert valid["kl/loss"] == pytest.approx(0.22730886936187744, rel=1e-6)
     assert valid["power/loss"] == pytest.approx(2609.896728515625, rel=1e-6)
     assert valid["rms/ratio_db"] == pytest.approx(21.00873498813548, rel=1e-6)
+
+
+def test_loss_terms_are_one_list():
+    assert tuple(TERMS) == LOSS_TERMS
+
+
+def test_a_zero_weight_term_is_not_computed(monkeypatch):
+    def never(task, step):
+        raise AssertionError("a term of weight 0 was computed")
+
+    monkeypatch.setitem(TERMS, "power", never)
+    teacher, student, audio = tiny_models()
+    cfg = DistillConfig(samples=2, loss_weights={"kl": 1.0, "power": 0.0, "loudness": 1.0})
+    task = DistillTask(teacher, cfg, audio)
+    loss, metrics = task.loss(student, tiny_batch())
+    assert "power/loss" not in metrics and "contrastive/loss" not in metrics
+    assert float(loss.detach()) == pytest.approx(metrics["kl/loss"] + metrics["loudness/loss"])
+    with pytest.raises(ConfigError, match="every loss term weighs 0"):
+        DistillTask(teacher, DistillConfig(loss_weights={"kl": 0.0, "power": 0.0}), audio)
+
+
+def test_validation_reports_every_weighted_term():
+    teacher, student, audio = tiny_models()
+    cfg = DistillConfig(samples=2, loss_weights={"kl": 1.0, "power": 1.0, "loudness": 0.5})
+    task = DistillTask(teacher, cfg, audio)
+    batches = [tiny_batch(1, batch=1), tiny_batch(2, batch=1)]
+    valid = task.validate(student, batches)
+    assert {"kl/loss", "power/loss", "loudness/loss", "loss"} <= set(valid)
+    torch.manual_seed(0)
+    _, metrics = task.loss(student, tiny_batch())
+    assert {k for k in metrics if k.endswith("/loss")} == {k for k in valid if k.endswith("/loss")}
+    # the same fixed noise at every validation: the numbers repeat
+    assert task.validate(student, batches) == valid
+
+
+def test_contrastive_gamma_is_the_contrastive_weight():
+    teacher, student, audio = tiny_models()
+    values = []
+    for cfg in (
+        DistillConfig(samples=2, contrastive_gamma=0.3),
+        DistillConfig(samples=2, loss_weights={"kl": 1.0, "power": 1.0, "contrastive": 0.3}),
+    ):
+        torch.manual_seed(0)
+        loss, metrics = DistillTask(teacher, cfg, audio).loss(student, tiny_batch())
+        assert metrics["contrastive/loss"] == -metrics["contrastive/kl"] < 0
+        values.append(float(loss.detach()))
+    assert values[0] == values[1]
+    with pytest.raises(ConfigError, match="alias"):
+        tiny_config("distill.contrastive_gamma=0.3", "distill.loss_weights={contrastive: 0.3}")
