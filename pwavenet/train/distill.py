@@ -34,7 +34,7 @@ from .losses import (
     mrstft_loss,
     power_loss,
 )
-from .runs import fit_and_export, make_loaders, sample_mask, to_device
+from .runs import fit_and_export, make_trainer, sample_mask, to_device
 from .trainer import Trainer
 
 logger = logging.getLogger(__name__)
@@ -298,7 +298,6 @@ def make_distill_trainer(
 ) -> tuple[Trainer, float]:
     """A :class:`Trainer` distilling ``cfg.distill.teacher`` into a new student; also returns
     the student's starting ``log s_tot`` (from the data's step size)."""
-    from accelerate import PartialState
     from accelerate.utils import set_seed
 
     from ..models.export import load_teacher
@@ -313,19 +312,8 @@ def make_distill_trainer(
     student = build_student(cfg, log_scale_init)
     if cfg.distill.init_upsampler:
         _init_upsampler(student, teacher)
-    train_loader, valid_loader = make_loaders(cfg, cache, PartialState(cpu=cpu).num_processes)
-    if len(train_loader) == 0:
-        raise DataError(f"{dump_dir}: too few training segments for one batch")
-    trainer = Trainer(
-        task=DistillTask(teacher, cfg.distill, cfg.audio),
-        model=student,
-        train_loader=train_loader,
-        valid_loader=valid_loader,
-        optim=cfg.optim,
-        train=cfg.train,
-        run_dir=run_dir,
-        cpu=cpu,
-    )
+    task = DistillTask(teacher, cfg.distill, cfg.audio)
+    trainer = make_trainer(cfg, cache, run_dir, task=task, model=student, cpu=cpu)
     return trainer, log_scale_init
 
 

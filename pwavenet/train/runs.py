@@ -13,14 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 
 from ..config import Config, save_config
 from ..data.dataset import Collate, EpochSampler, FeatureCache, SegmentDataset
+from ..errors import DataError
 from ..models.export import save_export
 from .trainer import Trainer, latest_checkpoint
 
-__all__ = ["fit_and_export", "make_loaders", "sample_mask", "to_device"]
+__all__ = ["fit_and_export", "make_loaders", "make_trainer", "sample_mask", "to_device"]
 
 
 def sample_mask(batch: dict[str, Any], steps: int) -> torch.Tensor:
@@ -52,6 +54,34 @@ def make_loaders(cfg: Config, cache: FeatureCache, processes: int) -> tuple[Data
     valid = SegmentDataset(cache, "valid", segment_length=None)
     valid_loader = DataLoader(valid, batch_size=1, collate_fn=collate)
     return train_loader, valid_loader
+
+
+def make_trainer(
+    cfg: Config,
+    cache: FeatureCache,
+    run_dir: str | Path,
+    *,
+    task: Any,
+    model: nn.Module,
+    cpu: bool = False,
+) -> Trainer:
+    """A :class:`Trainer` of ``model`` by ``task`` on the cache's training and validation
+    splits, with loaders sized for the processes accelerate runs."""
+    from accelerate import PartialState
+
+    train_loader, valid_loader = make_loaders(cfg, cache, PartialState(cpu=cpu).num_processes)
+    if len(train_loader) == 0:
+        raise DataError(f"{cache.root}: too few training segments for one batch")
+    return Trainer(
+        task=task,
+        model=model,
+        train_loader=train_loader,
+        valid_loader=valid_loader,
+        optim=cfg.optim,
+        train=cfg.train,
+        run_dir=run_dir,
+        cpu=cpu,
+    )
 
 
 def fit_and_export(

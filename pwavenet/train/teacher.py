@@ -21,7 +21,7 @@ from ..config import Config, audio_mismatch
 from ..data.dataset import FeatureCache, SegmentDataset
 from ..errors import DataError
 from ..models.teacher import WaveNet
-from .runs import fit_and_export, make_loaders, sample_mask, to_device
+from .runs import fit_and_export, make_trainer, sample_mask, to_device
 from .trainer import Trainer
 
 __all__ = [
@@ -109,25 +109,12 @@ def make_teacher_trainer(
     cfg: Config, dump_dir: str | Path, run_dir: str | Path, *, cpu: bool = False
 ) -> Trainer:
     """A :class:`Trainer` for the teacher on a feature cache (model initialised from the seed)."""
-    from accelerate import PartialState
     from accelerate.utils import set_seed
 
     cache = FeatureCache(dump_dir, cfg.audio)
     set_seed(cfg.train.seed)
     model = build_teacher(cfg)
-    train_loader, valid_loader = make_loaders(cfg, cache, PartialState(cpu=cpu).num_processes)
-    if len(train_loader) == 0:
-        raise DataError(f"{dump_dir}: too few training segments for one batch")
-    return Trainer(
-        task=TeacherTask(),
-        model=model,
-        train_loader=train_loader,
-        valid_loader=valid_loader,
-        optim=cfg.optim,
-        train=cfg.train,
-        run_dir=run_dir,
-        cpu=cpu,
-    )
+    return make_trainer(cfg, cache, run_dir, task=TeacherTask(), model=model, cpu=cpu)
 
 
 def train_teacher(
