@@ -4,6 +4,9 @@
 its export, frozen: eval mode, ``requires_grad`` off, outside the optimizer and outside the
 distributed wrapper (so no gradient synchronisation), yet differentiable with respect to its
 input, through which the KL's gradient reaches the student.
+
+The loss is the sum of the registered terms (:data:`TERMS`: kl, power, loudness, contrastive)
+weighted by ``distill.loss_weights``; a term of weight 0 is not computed.
 """
 
 from __future__ import annotations
@@ -132,6 +135,8 @@ TERMS: dict[str, LossTerm] = {}  # name -> term, in the order the total sums the
 
 
 def _term(name: str) -> Callable[[LossTerm], LossTerm]:
+    """Register the decorated function as the loss term ``name``."""
+
     def register(fn: LossTerm) -> LossTerm:
         TERMS[name] = fn
         return fn
@@ -225,7 +230,9 @@ class DistillTask:
         mask = sample_mask(batch, audio.shape[-1])
         z = student.noise(batch["lengths"].tolist(), None, audio.device)
         out = model(z, mel, speaker)  # through the (possibly distributed) wrapper
-        step = StudentStep(student, out, audio, mel, speaker, mask)
+        step = StudentStep(
+            student=student, out=out, audio=audio, mel=mel, speaker=speaker, mask=mask
+        )
         total: torch.Tensor | None = None
         metrics: dict[str, float] = {}
         for name, weight in self.weights.items():
