@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ __all__ = [
     "TeacherConfig",
     "TrainConfig",
     "apply_overrides",
+    "audio_mismatch",
     "config_from_dict",
     "config_to_dict",
     "feature_hash",
@@ -123,7 +125,8 @@ class StudentConfig:
     upsample_scales: list[int] = field(default_factory=lambda: [4, 4, 16])
 
 
-LOSS_TERMS = ("kl", "power", "loudness")  # the terms distill.loss_weights may weight
+# The terms distill.loss_weights may weigh, in summing order (= pwavenet.train.distill.TERMS).
+LOSS_TERMS = ("kl", "power", "loudness", "contrastive")
 
 
 @dataclass
@@ -132,11 +135,23 @@ class DistillConfig:
 
     teacher: str = ""  # path of the teacher export to distill from
     samples: int = 16  # Monte Carlo draws M per step for the cross-entropy
+    # weight of each term of LOSS_TERMS; an absent term weighs 0 (kl: 1) and is not computed
     loss_weights: dict[str, float] = field(default_factory=lambda: {"kl": 1.0, "power": 1.0})
     power_loss: Literal["power", "logpower", "magnitude", "mrstft"] = "power"
-    contrastive_gamma: float = 0.0  # > 0 subtracts gamma * KL(student || teacher on other mel)
+    # > 0 subtracts gamma * KL(student || teacher on other mel): loss_weights.contrastive's alias
+    contrastive_gamma: float = 0.0
     gaussian_regularizer: float = 4.0  # lambda of ClariNet's log-scale regulariser
     init_upsampler: bool = True  # start the student's mel upsampler from the teacher's
+
+    def term_weights(self) -> dict[str, float]:
+        """The weight of every term of :data:`LOSS_TERMS`, in order: ``loss_weights``, with
+        ``kl`` 1 and the others 0 where absent, and ``contrastive_gamma`` (when positive) as
+        the contrastive weight."""
+        weights = {t: 1.0 if t == "kl" else 0.0 for t in LOSS_TERMS}
+        weights.update(self.loss_weights)
+        if self.contrastive_gamma > 0:
+            weights["contrastive"] = self.contrastive_gamma
+        return weights
 
 
 @dataclass
@@ -193,6 +208,11 @@ class Config:
                 f"{where}: distill.loss_weights has unknown term '{unknown[0]}' "
                 f"(terms: {', '.join(LOSS_TERMS)})"
             )
+        if "contrastive" in self.distill.loss_weights and self.distill.contrastive_gamma > 0:
+            raise ConfigError(
+                f"{where}: distill.contrastive_gamma is an alias of "
+                "distill.loss_weights.contrastive: give one of them"
+            )
         per_cycle = self.student.layers_per_cycle
         for flow in self.student.flow_layers:
             if flow < 1 or per_cycle < 1 or flow % min(per_cycle, flow):
@@ -202,18 +222,11 @@ class Config:
                 )
         for name in ("teacher", "student"):
             scales = getattr(self, name).upsample_scales
-            if _product(scales) != self.audio.hop_length:
+            if math.prod(scales) != self.audio.hop_length:
                 raise ConfigError(
-                    f"{where}: {name}.upsample_scales {scales} multiply to {_product(scales)}, "
+                    f"{where}: {name}.upsample_scales {scales} multiply to {math.prod(scales)}, "
                     f"not audio.hop_length {self.audio.hop_length}"
                 )
-
-
-def _product(values: list[int]) -> int:
-    out = 1
-    for v in values:
-        out *= v
-    return out
 
 
 # --------------------------------------------------------------------------- conversion
@@ -223,24 +236,48 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
+        return value.lower() in ("true", "yes")
+    raise ValueError(value)
+
+
+def _to_number(value: Any, tp: type) -> Any:
+    """``value`` as an int or a float (``tp``); a bool is an int to Python, never to a config,
+    and PyYAML reads "2e-4" (no dot) as a string."""
+    if isinstance(value, bool) or (
+        tp is int and isinstance(value, float) and not value.is_integer()
+    ):
+        raise ValueError(value)
+    if isinstance(value, (int, float, str)):
+        return tp(value)
+    raise ValueError(value)
+
+
+def _to_str(value: Any) -> str:
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise ValueError(value)
+
+
+# Scalar annotation -> converter of a YAML value (ValueError when it does not convert).
+_SCALARS: dict[Any, Any] = {
+    bool: _to_bool,
+    int: lambda v: _to_number(v, int),
+    float: lambda v: _to_number(v, float),
+    str: _to_str,
+}
+
+
 def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
     """Convert a YAML value to the annotated type, or raise a ConfigError naming the key."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     bad = ConfigError(f"{where}: {key} must be {_type_name(tp)}, got {value!r}")
     if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        if isinstance(value, str) and value.lower() in ("null", "none") and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, key, where)
-            except ConfigError:
-                pass
-        raise bad
+        return _coerce_union(value, args, key, where, bad)
     if origin is Literal:
         if value not in args:
             raise ConfigError(f"{where}: {key} must be one of {list(args)}, got {value!r}")
@@ -256,41 +293,29 @@ def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
             _coerce(k, args[0], key, where): _coerce(v, args[1], f"{key}.{k}", where)
             for k, v in value.items()
         }
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
-            return value.lower() in ("true", "yes")
-        raise bad
-    if tp is int:
-        if isinstance(value, bool):
-            raise bad
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                raise bad from None
-        raise bad
-    if tp is float:
-        if isinstance(value, bool):
-            raise bad
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):  # PyYAML reads "2e-4" (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                raise bad from None
-        raise bad
-    if tp is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise bad
+    if tp in _SCALARS:
+        try:
+            return _SCALARS[tp](value)
+        except ValueError:
+            raise bad from None
     raise ConfigError(f"{where}: {key} has an unsupported type {_type_name(tp)}")
+
+
+def _coerce_union(value: Any, args: tuple[Any, ...], key: str, where: str, bad: ConfigError) -> Any:
+    """The first member of a union (``X | None``) that ``value`` converts to; ``None`` (or
+    the string null/none) where the union admits None."""
+    if type(None) in args and (
+        value is None or (isinstance(value, str) and value.lower() in ("null", "none"))
+    ):
+        return None
+    for arg in args:
+        if arg is type(None):
+            continue
+        try:
+            return _coerce(value, arg, key, where)
+        except ConfigError:
+            pass
+    raise bad
 
 
 def _unknown_key(key: str, known: list[str], where: str) -> ConfigError:
@@ -406,6 +431,17 @@ def save_config(cfg: Any, path: str | Path) -> Path:
         text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False, default_flow_style=None)
         tmp.write_text(text, encoding="utf-8")
     return path
+
+
+def audio_mismatch(a: AudioConfig, b: AudioConfig) -> str | None:
+    """The first feature setting where ``a`` and ``b`` differ, as ``"key a_value vs b_value"``
+    (e.g. ``"n_mels 20 vs 24"``); None when they agree. Every stage that checks that audio,
+    features and models belong together compares through this."""
+    theirs = dataclasses.asdict(b)
+    for key, value in dataclasses.asdict(a).items():
+        if theirs.get(key) != value:
+            return f"{key} {value!r} vs {theirs.get(key)!r}"
+    return None
 
 
 def feature_hash(audio: AudioConfig) -> str:

@@ -274,7 +274,7 @@ def _teacher_nll(demo: _Demo) -> None:
 
 def _synthesis(demo: _Demo) -> None:
     """The test utterances with the student (one parallel pass), then the teacher (cached)."""
-    from .eval.evaluation import synthesis_speed
+    from .eval.scores import synthesis_speed
     from .models.export import load_vocoder
     from .synthesis import load_inputs, synthesize
 
@@ -296,7 +296,7 @@ def _synthesis(demo: _Demo) -> None:
 
 def _evaluation(demo: _Demo) -> None:
     """Both systems and Griffin-Lim against the references, and the report, into ``OUT/eval``."""
-    from .eval.evaluation import evaluate_systems
+    from .eval.evaluate import evaluate_systems
     from .eval.report import write_report
     from .models.export import load_student, load_teacher
 
@@ -340,7 +340,7 @@ def _stage_table(demo: _Demo) -> list[tuple[str, Path, Callable[[], None]]]:
 
 def _finish(demo: _Demo, stages: _Stages, wall: float) -> dict[str, Any]:
     """Add the totals, the teacher's NLL, the summary and the targets to ``OUT/demo.json``."""
-    from .eval.evaluation import load_metrics
+    from .eval.evaluate import load_metrics
     from .eval.report import summarize
 
     out = demo.out

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from pwavenet.config import (
+    AudioConfig,
     Config,
     apply_overrides,
+    audio_mismatch,
     config_to_dict,
     feature_hash,
     load_config,
@@ -155,3 +157,12 @@ def test_example_config_is_complete_and_commented():
             assert "#" in line, f"key without a comment: {line.strip()}"
     n_keys = sum(len(section) for section in config_to_dict(Config()).values())
     assert keys_seen == n_keys
+
+
+def test_audio_mismatch_names_the_first_differing_setting():
+    a = AudioConfig()
+    assert audio_mismatch(a, AudioConfig()) is None
+    b = AudioConfig(n_mels=24, fmax=None)
+    assert audio_mismatch(a, b) == "n_mels 80 vs 24"
+    assert audio_mismatch(b, a) == "n_mels 24 vs 80"
+    assert audio_mismatch(AudioConfig(fmax=None), a) == "fmax None vs 8000.0"

@@ -11,11 +11,11 @@ import pytest
 import torch
 from conftest import reset_accelerate
 from safetensors.torch import load_file
-from training_setup import make_dump, tiny_config
+from training_setup import make_dump, tiny_batch, tiny_config, tiny_models
 
-from pwavenet.config import ConfigError
+from pwavenet.config import LOSS_TERMS, ConfigError, DistillConfig
 from pwavenet.models.export import ExportError, load_student
-from pwavenet.train.distill import make_distill_trainer, train_student
+from pwavenet.train.distill import TERMS, DistillTask, make_distill_trainer, train_student
 from pwavenet.train.teacher import train_teacher
 from pwavenet.train.trainer import latest_checkpoint
 
@@ -134,3 +134,113 @@ def test_two_processes_keep_one_student(setup, tmp_path):
         torch.testing.assert_close(a[k], b[k], atol=0, rtol=0, msg=k)
     flows = [k for k in a if k.endswith("out.weight")]
     assert flows and any(float(a[k].abs().max()) > 0 for k in flows)  # the steps moved them
+
+
+# The loss of a tiny seeded setup, pinned (values measured before the loss became a weight
+# table): refactoring the loss must not move a number.
+PINNED_LOSS = {
+    "default": (
+        {},
+        128,
+        {"loss": 3464.529541015625, "kl/loss": 0.2287130504846573, "power/loss": 3464.30078125},
+    ),
+    "every-term": (
+        {
+            "loss_weights": {"kl": 1.0, "power": 0.5, "loudness": 2.0},
+            "power_loss": "logpower",
+            "contrastive_gamma": 0.3,
+        },
+        128,
+        {
+            "loss": 75.8902587890625,
+            "power/loss": 52.478755950927734,
+            "loudness/loss": 24.730627059936523,
+            "contrastive/kl": 0.13029305636882782,
+            "kl/ce_std": 0.05801432579755783,
+        },
+    ),
+    "mrstft": (
+        {"loss_weights": {"kl": 0.5, "power": 1.0}, "power_loss": "mrstft"},
+        1280,
+        {"loss": 16.17048454284668, "power/loss": 16.085481643676758},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PINNED_LOSS))
+def test_loss_value_is_pinned(case):
+    settings, steps, expected = PINNED_LOSS[case]
+    teacher, student, audio = tiny_models()
+    task = DistillTask(teacher, DistillConfig(samples=4, **settings), audio)
+    torch.manual_seed(0)
+    loss, metrics = task.loss(student, tiny_batch(steps=steps))
+    assert float(loss.detach()) == pytest.approx(expected["loss"], rel=1e-6)
+    for key, value in expected.items():
+        assert metrics[key] == pytest.approx(value, rel=1e-6), key
+
+
+def test_gaussian_pair_loss_is_pinned():
+    teacher, student, audio = tiny_models(output="gaussian", base="gaussian")
+    task = DistillTask(teacher, DistillConfig(samples=4), audio)
+    torch.manual_seed(0)
+    loss, metrics = task.loss(student, tiny_batch())
+    assert float(loss.detach()) == pytest.approx(121.66922760009766, rel=1e-6)
+    assert metrics["kl/loss"] == pytest.approx(0.01798887550830841, rel=1e-6)
+
+
+def test_validation_value_is_pinned():
+    teacher, student, audio = tiny_models()
+    task = DistillTask(teacher, DistillConfig(samples=4), audio)
+    valid = task.validate(student, [tiny_batch(1, batch=1), tiny_batch(2, batch=1)])
+    assert valid["kl/loss"] == pytest.approx(0.22730886936187744, rel=1e-6)
+    assert valid["power/loss"] == pytest.approx(2609.896728515625, rel=1e-6)
+    assert valid["rms/ratio_db"] == pytest.approx(21.00873498813548, rel=1e-6)
+
+
+def test_loss_terms_are_one_list():
+    assert tuple(TERMS) == LOSS_TERMS
+
+
+def test_a_zero_weight_term_is_not_computed(monkeypatch):
+    def never(task, step):
+        raise AssertionError("a term of weight 0 was computed")
+
+    monkeypatch.setitem(TERMS, "power", never)
+    teacher, student, audio = tiny_models()
+    cfg = DistillConfig(samples=2, loss_weights={"kl": 1.0, "power": 0.0, "loudness": 1.0})
+    task = DistillTask(teacher, cfg, audio)
+    loss, metrics = task.loss(student, tiny_batch())
+    assert "power/loss" not in metrics and "contrastive/loss" not in metrics
+    assert float(loss.detach()) == pytest.approx(metrics["kl/loss"] + metrics["loudness/loss"])
+    with pytest.raises(ConfigError, match="every loss term weighs 0"):
+        DistillTask(teacher, DistillConfig(loss_weights={"kl": 0.0, "power": 0.0}), audio)
+
+
+def test_validation_reports_every_weighted_term():
+    teacher, student, audio = tiny_models()
+    cfg = DistillConfig(samples=2, loss_weights={"kl": 1.0, "power": 1.0, "loudness": 0.5})
+    task = DistillTask(teacher, cfg, audio)
+    batches = [tiny_batch(1, batch=1), tiny_batch(2, batch=1)]
+    valid = task.validate(student, batches)
+    assert {"kl/loss", "power/loss", "loudness/loss", "loss"} <= set(valid)
+    torch.manual_seed(0)
+    _, metrics = task.loss(student, tiny_batch())
+    assert {k for k in metrics if k.endswith("/loss")} == {k for k in valid if k.endswith("/loss")}
+    # the same fixed noise at every validation: the numbers repeat
+    assert task.validate(student, batches) == valid
+
+
+def test_contrastive_gamma_is_the_contrastive_weight():
+    teacher, student, audio = tiny_models()
+    values = []
+    for cfg in (
+        DistillConfig(samples=2, contrastive_gamma=0.3),
+        DistillConfig(samples=2, loss_weights={"kl": 1.0, "power": 1.0, "contrastive": 0.3}),
+    ):
+        torch.manual_seed(0)
+        loss, metrics = DistillTask(teacher, cfg, audio).loss(student, tiny_batch())
+        assert metrics["contrastive/loss"] == -metrics["contrastive/kl"] < 0
+        values.append(float(loss.detach()))
+    assert values[0] == values[1]
+    with pytest.raises(ConfigError, match="alias"):
+        tiny_config("distill.contrastive_gamma=0.3", "distill.loss_weights={contrastive: 0.3}")

@@ -173,3 +173,12 @@ def test_bf16_autocast_trains_with_float32_loss_math(dump, tmp_path):
     assert 0 < metrics["nll/bits"] < 25
     assert all(v.dtype == torch.float32 for v in trainer.unwrapped.state_dict().values())
     assert any(not torch.equal(v, start[k]) for k, v in trainer.unwrapped.state_dict().items())
+
+
+def test_evaluate_teacher_names_the_differing_feature_setting(dump):
+    from pwavenet.errors import DataError
+
+    model = build_teacher(tiny_config())
+    model.audio = tiny_config("audio.n_mels=24").audio
+    with pytest.raises(DataError, match=r"other settings than the model's \(n_mels 20 vs 24\)"):
+        evaluate_teacher(model, FeatureCache(dump), "valid")

@@ -53,3 +53,50 @@ def make_dump(root: Path, utterances: int = 12) -> Path:
     )
     preprocess_corpus(corpus, root / "dump", cfg.audio, cfg.data)
     return root / "dump"
+
+
+def tiny_models(seed: int = 0, output: str = "mol", base: str = "logistic"):
+    """A randomly initialised tiny teacher (``output``) and student (``base``) on 4 mel bands
+    with hop 4, float32 and in eval mode, with their feature settings as ``.audio``."""
+    import torch
+
+    from pwavenet.config import AudioConfig
+    from pwavenet.models.student import Student
+    from pwavenet.models.teacher import WaveNet
+
+    audio = AudioConfig(
+        sample_rate=8000, n_fft=64, hop_length=4, win_length=32, n_mels=4, fmax=None
+    )
+    teacher = WaveNet(
+        n_mels=4, layers=3, cycles=1, residual_channels=8, gate_channels=8, skip_channels=8,
+        mixtures=2, upsample_scales=[2, 2], output=output,
+    )  # fmt: skip
+    student = Student(
+        n_mels=4, flow_layers=[2, 2], layers_per_cycle=2, residual_channels=6, gate_channels=8,
+        upsample_scales=[2, 2], log_scale_init=-2.0, base=base,
+    )  # fmt: skip
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():  # every parameter at random: the output layers start at zero
+        for module in (teacher, student):
+            for p in module.parameters():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+    teacher.audio = student.audio = audio
+    return teacher.eval(), student.eval(), audio
+
+
+def tiny_batch(seed: int = 0, batch: int = 2, steps: int = 128):
+    """A collated batch for :func:`tiny_models`: ``audio (B, 1, T)``, ``mel (B, 4, T // 4)``
+    and ``lengths`` (the second utterance shorter, so the mask matters)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    audio = 0.3 * torch.sin(torch.arange(steps) * 0.3)[None, None] + 0.05 * torch.randn(
+        batch, 1, steps, generator=g
+    )
+    lengths = torch.tensor([steps - 32 * i for i in range(batch)])
+    audio = audio * (torch.arange(steps)[None, None] < lengths[:, None, None])
+    return {
+        "audio": audio,
+        "mel": torch.randn(batch, 4, steps // 4, generator=g),
+        "lengths": lengths,
+    }

@@ -81,7 +81,7 @@ def _named_paths(items: list[str], option: str) -> dict[str, Path]:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from ..eval.evaluation import metrics_table
+    from ..eval.evaluate import metrics_table
     from ..eval.report import summarize
 
     result, out = _evaluate(args)
@@ -94,9 +94,10 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> tuple[dict, Path]:
     """Check every input, then compute the metrics and write the report."""
+    from ..config import audio_mismatch
     from ..errors import ConfigError
     from ..eval.curves import read_log
-    from ..eval.evaluation import evaluate_systems
+    from ..eval.evaluate import evaluate_systems
     from ..eval.report import write_report
     from ..models.export import META, export_audio, load_student, load_teacher
     from ..synthesis import collect_inputs
@@ -120,8 +121,9 @@ def _evaluate(args: argparse.Namespace) -> tuple[dict, Path]:
 
         audio = FeatureCache(features).audio
     for model, path in ((teacher, teacher_dir), (student, args.student)):
-        if model is not None and model.audio != audio:
-            raise ConfigError(f"{path}: made with other feature settings than {features}")
+        diff = audio_mismatch(model.audio, audio) if model is not None else None
+        if diff is not None:
+            raise ConfigError(f"{path}: made with other feature settings than {features} ({diff})")
     refs = [p for p in collect_inputs(args.references) if p.suffix != ".npy"]
     result = evaluate_systems(
         refs,

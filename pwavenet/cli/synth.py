@@ -51,7 +51,7 @@ def _add_synthesize(sub: argparse._SubParsersAction) -> Handler:
 
 
 def _run_synthesize(args: argparse.Namespace) -> int:
-    from ..eval.evaluation import synthesis_speed
+    from ..eval.scores import synthesis_speed
     from ..models.export import load_vocoder
     from ..synthesis import collect_inputs, load_inputs, synthesize
 

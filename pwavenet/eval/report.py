@@ -1,7 +1,7 @@
 """The evaluation report: what a run achieved, in words computed from its numbers, and an HTML
 page with audio players, mel spectrograms side by side and training curves.
 
-:func:`summarize` turns the result of :func:`pwavenet.eval.evaluation.evaluate_systems` into
+:func:`summarize` turns the result of :func:`pwavenet.eval.evaluate.evaluate_systems` into
 sentences (every one states a measured number and what it means against a threshold named in
 the sentence). :func:`write_report` writes ``report.html`` with ``figures/*.png`` and copies of
 the audio it plays under ``audio/``, so the report folder stands alone.
@@ -68,7 +68,7 @@ def _loudness_sentence(name: str, db: float) -> str:
 
 def summarize(result: dict[str, Any]) -> list[str]:
     """Sentences on what the evaluated systems achieved, computed from ``result`` (the dict
-    :func:`~pwavenet.eval.evaluation.evaluate_systems` returns)."""
+    :func:`~pwavenet.eval.evaluate.evaluate_systems` returns)."""
     mean: dict[str, dict[str, float]] = result["mean"]
     ref_voiced = result.get("reference", {}).get("voiced_fraction", math.nan)
     lines = []
@@ -189,7 +189,6 @@ def write_report(
     (reference, each system, Griffin-Lim), plus one training-curve figure per run in ``runs``
     (name -> run folder with ``log.jsonl``). The audio is copied under ``out_dir/audio``."""
     from .curves import plot_curves
-    from .evaluation import METRIC_COLUMNS
 
     out_dir = Path(out_dir)
     sources = dict(systems)
@@ -197,7 +196,35 @@ def write_report(
         sources["griffin-lim"] = out_dir / "griffin-lim"
     parts = [f"<h1>{html.escape(title)}</h1>", "<h2>What this run achieved</h2><ul>"]
     parts += [f"<li>{html.escape(s)}</li>" for s in summarize(result)]
-    parts.append("</ul><h2>Metrics (mean over utterances)</h2>")
+    parts.append("</ul>")
+    parts += _numbers_html(result)
+    for name, run in (runs or {}).items():
+        png = plot_curves({name: Path(run)}, out_dir / "figures" / f"curves-{name}.png")
+        parts.append(
+            f"<h2>Training curves: {html.escape(name)}</h2>"
+            f'<img src="{html.escape(png.relative_to(out_dir).as_posix())}" alt="curves">'
+        )
+    parts.append("<h2>Utterances</h2>")
+    parts += [_utterance_html(ref, sources, audio, out_dir) for ref in references[:max_utterances]]
+    page = (
+        "<!doctype html><html><head><meta charset=utf-8>"
+        f"<title>{html.escape(title)}</title><style>"
+        "body{font-family:sans-serif;max-width:60em;margin:auto}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}"
+        "td{text-align:right}.row{display:flex;gap:1em;flex-wrap:wrap}"
+        "</style></head><body>" + "\n".join(parts) + "</body></html>\n"
+    )
+    with atomic_path(out_dir / "report.html") as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return out_dir / "report.html"
+
+
+def _numbers_html(result: dict[str, Any]) -> list[str]:
+    """The report's tables: mean metrics (the reference's own row first), the model scores of
+    the references and the synthesis speed, where the result has them."""
+    from .evaluate import METRIC_COLUMNS
+
+    parts = ["<h2>Metrics (mean over utterances)</h2>"]
     reference = {"reference": {k: result["reference"].get(k, math.nan) for k in METRIC_COLUMNS}}
     parts.append(_table_html({**reference, **result["mean"]}, METRIC_COLUMNS))
     models = result.get("models", {})
@@ -210,48 +237,34 @@ def write_report(
     if result.get("speed"):
         cols = {"samples_per_s": "samples/s", "rtf": "real-time factor", "seconds": "audio (s)"}
         parts.append("<h2>Synthesis speed</h2>" + _table_html(result["speed"], cols))
-    for name, run in (runs or {}).items():
-        png = plot_curves({name: Path(run)}, out_dir / "figures" / f"curves-{name}.png")
-        parts.append(
-            f"<h2>Training curves: {html.escape(name)}</h2>"
-            f'<img src="{html.escape(png.relative_to(out_dir).as_posix())}" alt="curves">'
+    return parts
+
+
+def _utterance_html(ref: Path, sources: dict[str, Path], audio: AudioConfig, out_dir: Path) -> str:
+    """One utterance's audio players (copies under ``out_dir/audio``) and its mel figure: the
+    reference and each source folder's ``<id>.wav``."""
+    uid = ref.stem
+    wavs = {"reference": ref, **{n: Path(f) / f"{uid}.wav" for n, f in sources.items()}}
+    players = []
+    for name, path in wavs.items():
+        copy = out_dir / "audio" / name / f"{uid}.wav"
+        if path.resolve() != copy.resolve():
+            with atomic_path(copy) as tmp:
+                shutil.copyfile(path, tmp)
+        rel = html.escape(copy.relative_to(out_dir).as_posix())
+        players.append(
+            f'<div>{html.escape(name)}<br><audio controls preload=none src="{rel}"></audio></div>'
         )
-    parts.append("<h2>Utterances</h2>")
-    for ref in references[:max_utterances]:
-        uid = ref.stem
-        wavs = {"reference": ref, **{n: Path(f) / f"{uid}.wav" for n, f in sources.items()}}
-        players = []
-        for name, path in wavs.items():
-            copy = out_dir / "audio" / name / f"{uid}.wav"
-            if path.resolve() != copy.resolve():
-                with atomic_path(copy) as tmp:
-                    shutil.copyfile(path, tmp)
-            rel = html.escape(copy.relative_to(out_dir).as_posix())
-            players.append(
-                f'<div>{html.escape(name)}<br><audio controls preload=none src="{rel}">'
-                "</audio></div>"
-            )
-        png = _mel_figure(
-            {n: read_audio(p, audio.sample_rate)[0] for n, p in wavs.items()},
-            audio,
-            out_dir / "figures" / f"mel-{uid}.png",
-            uid,
-        )
-        parts.append(
-            f"<h3>{html.escape(uid)}</h3><div class=row>{''.join(players)}</div>"
-            f'<img src="{html.escape(png.relative_to(out_dir).as_posix())}" alt="mel {uid}">'
-        )
-    page = (
-        "<!doctype html><html><head><meta charset=utf-8>"
-        f"<title>{html.escape(title)}</title><style>"
-        "body{font-family:sans-serif;max-width:60em;margin:auto}"
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}"
-        "td{text-align:right}.row{display:flex;gap:1em;flex-wrap:wrap}"
-        "</style></head><body>" + "\n".join(parts) + "</body></html>\n"
+    png = _mel_figure(
+        {n: read_audio(p, audio.sample_rate)[0] for n, p in wavs.items()},
+        audio,
+        out_dir / "figures" / f"mel-{uid}.png",
+        uid,
     )
-    with atomic_path(out_dir / "report.html") as tmp:
-        tmp.write_text(page, encoding="utf-8")
-    return out_dir / "report.html"
+    return (
+        f"<h3>{html.escape(uid)}</h3><div class=row>{''.join(players)}</div>"
+        f'<img src="{html.escape(png.relative_to(out_dir).as_posix())}" alt="mel {uid}">'
+    )
 
 
 # --------------------------------------------------------------------------- checking
@@ -283,7 +296,7 @@ def check_report(out_dir: str | Path) -> list[str]:
 
     import soundfile as sf
 
-    from .evaluation import REPORT_FILES
+    from .evaluate import REPORT_FILES
 
     out_dir = Path(out_dir)
     problems = [

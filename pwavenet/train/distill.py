@@ -4,50 +4,63 @@
 its export, frozen: eval mode, ``requires_grad`` off, outside the optimizer and outside the
 distributed wrapper (so no gradient synchronisation), yet differentiable with respect to its
 input, through which the KL's gradient reaches the student.
+
+The loss is the sum of the registered terms (:data:`TERMS`: kl, power, loudness, contrastive)
+weighted by ``distill.loss_weights``; a term of weight 0 is not computed.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import math
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..config import AudioConfig, Config, DistillConfig
+from ..config import LOSS_TERMS, AudioConfig, Config, DistillConfig, audio_mismatch
 from ..data.dataset import FeatureCache
 from ..errors import ConfigError, DataError
 from ..models.export import WEIGHTS
 from ..models.student import Student, log_scale_for_step_size
 from ..models.teacher import WaveNet
 from .losses import (
-    gaussian_kl_regularized,
+    distillation_kl,
     log_power_loss,
     loudness_loss,
     magnitude_loss,
     masked_mean,
-    monte_carlo_kl,
     mrstft_loss,
     power_loss,
 )
-from .teacher import fit_and_export, make_loaders, sample_mask, to_device
+from .runs import fit_and_export, make_trainer, sample_mask, to_device
 from .trainer import Trainer
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "TERMS",
     "DistillTask",
+    "StudentStep",
     "build_student",
     "data_step_std",
     "make_distill_trainer",
     "student_args",
     "train_student",
 ]
+
+
+# The spectral losses ``distill.power_loss`` may name, besides "mrstft" (which takes no STFT
+# settings); all take ``(x, y, n_fft, hop, win)``.
+SPECTRAL_LOSSES = {"power": power_loss, "logpower": log_power_loss, "magnitude": magnitude_loss}
+# Fixed and arbitrary (a date): validation draws the same noise and Monte Carlo samples at every
+# validation, so its curves compare training steps, not draws.
+VALIDATION_SEED = 20_240_229
+_VALID_SIGNALS = ("loss", "rms/ratio_db", "scale/log_s_tot")  # logged beside the term losses
 
 
 def student_args(cfg: Config, log_scale_init: float) -> dict[str, Any]:
@@ -98,56 +111,116 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-class DistillTask:
-    """Student loss: ``w_kl * KL + w_power * spectral + w_loudness * energy envelope
-    - gamma * KL(mismatched mel)``.
+@dataclass
+class StudentStep:
+    """One distillation step's inputs to the loss terms: the student (unwrapped), its output
+    ``out`` on fresh noise, the real ``audio (B, T)``, ``mel (B, n_mels, T // hop)``, the
+    speakers (or None) and the ``mask (B, T)`` of real samples."""
 
-    The KL is Monte Carlo (``distill.samples`` draws per step) unless student and teacher are
-    both Gaussian, where ClariNet's closed form with its log-scale regulariser is used.
+    student: Student
+    out: Any
+    audio: torch.Tensor
+    mel: torch.Tensor
+    speaker: torch.Tensor | None
+    mask: torch.Tensor
+
+    def signals(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The student's sample and the real audio, float32 and zero past each length."""
+        return self.out.x.float() * self.mask, self.audio.float() * self.mask
+
+
+# A term maps (task, step) to (value, extra metrics), or None where it does not apply.
+LossTerm = Callable[["DistillTask", StudentStep], "tuple[torch.Tensor, dict[str, float]] | None"]
+TERMS: dict[str, LossTerm] = {}  # name -> term, in the order the total sums them
+
+
+def _term(name: str) -> Callable[[LossTerm], LossTerm]:
+    """Register the decorated function as the loss term ``name``."""
+
+    def register(fn: LossTerm) -> LossTerm:
+        TERMS[name] = fn
+        return fn
+
+    return register
+
+
+@_term("kl")
+def _kl_term(task: DistillTask, step: StudentStep) -> tuple[torch.Tensor, dict[str, float]]:
+    """KL(student || teacher) given the step's own mel."""
+    return task.kl(step, step.mel, step.speaker)
+
+
+@_term("power")
+def _power_term(task: DistillTask, step: StudentStep) -> tuple[torch.Tensor, dict[str, float]]:
+    """The spectral loss named by ``distill.power_loss``."""
+    with torch.autocast(device_type=step.audio.device.type, enabled=False):
+        x, y = step.signals()
+        if task.cfg.power_loss == "mrstft":  # its resolutions are fixed: see MRSTFT_RESOLUTIONS
+            return mrstft_loss(x, y), {}
+        fn = SPECTRAL_LOSSES[task.cfg.power_loss]
+        a = task.audio
+        return fn(x, y, a.n_fft, a.hop_length, a.win_length), {}
+
+
+@_term("loudness")
+def _loudness_term(task: DistillTask, step: StudentStep) -> tuple[torch.Tensor, dict[str, float]]:
+    """The energy-envelope loss: the guard against a whispering student."""
+    with torch.autocast(device_type=step.audio.device.type, enabled=False):
+        x, y = step.signals()
+        return loudness_loss(x, y, task.audio.win_length, task.audio.hop_length), {}
+
+
+@_term("contrastive")
+def _contrastive_term(
+    task: DistillTask, step: StudentStep
+) -> tuple[torch.Tensor, dict[str, float]] | None:
+    """Minus the KL against the teacher given another utterance's mel (the batch rolled by
+    one): the student is pushed away from outputs that fit any mel. Needs two utterances."""
+    if step.audio.shape[0] < 2:
+        return None
+    other = step.speaker.roll(1, 0) if step.speaker is not None else None
+    mismatched, _ = task.kl(step, step.mel.roll(1, 0), other)
+    return -mismatched, {"contrastive/kl": float(mismatched.detach())}
+
+
+if tuple(TERMS) != LOSS_TERMS:  # config.LOSS_TERMS is the documented list of these names
+    raise ImportError(f"loss terms {tuple(TERMS)} differ from config.LOSS_TERMS {LOSS_TERMS}")
+
+
+class DistillTask:
+    """Student loss: the sum over :data:`TERMS` of ``distill.loss_weights[term] * term``, i.e.
+    ``w_kl KL + w_power spectral + w_loudness energy envelope - w_contrastive KL(other mel)``
+    (``distill.contrastive_gamma`` is the contrastive weight's alias). Terms of weight 0 are
+    not computed. The KL is Monte Carlo (``distill.samples`` draws per step) unless student
+    and teacher are both Gaussian, where ClariNet's closed form with its regulariser is used.
     """
 
     def __init__(self, teacher: WaveNet, cfg: DistillConfig, audio: AudioConfig) -> None:
         self.teacher = teacher.eval().requires_grad_(False)
         self.cfg, self.audio = cfg, audio
-        self.weights = {"kl": 1.0, "power": 0.0, "loudness": 0.0, **cfg.loss_weights}
+        self.weights = {k: w for k, w in cfg.term_weights().items() if w != 0}
+        if not self.weights:
+            raise ConfigError("distill.loss_weights: every loss term weighs 0")
 
     def _teacher_on(self, device: torch.device) -> WaveNet:
         if next(self.teacher.parameters()).device != device:
             self.teacher.to(device)
         return self.teacher
 
-    def _spectral(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        a = self.audio
-        if self.cfg.power_loss == "mrstft":
-            return mrstft_loss(x, y)
-        fn = {"power": power_loss, "logpower": log_power_loss, "magnitude": magnitude_loss}[
-            self.cfg.power_loss
-        ]
-        return fn(x, y, a.n_fft, a.hop_length, a.win_length)
-
-    def _kl(
-        self,
-        student: Student,
-        out: Any,
-        mel: torch.Tensor,
-        speaker: torch.Tensor | None,
-        mask: torch.Tensor,
+    def kl(
+        self, step: StudentStep, mel: torch.Tensor, speaker: torch.Tensor | None
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Mean per-step KL(student || teacher given ``mel``) and its diagnostics."""
-        teacher = self._teacher_on(out.x.device)
-        params = teacher(out.x[:, None], mel, speaker)  # one pass over the student's sample
-        with torch.autocast(device_type=out.x.device.type, enabled=False):
-            q = student.distribution(out.loc.float(), out.log_scale.float())
-            p = teacher.distribution(params.float())
-            if student.base == "gaussian" and teacher.output == "gaussian":
-                per_step = gaussian_kl_regularized(q, p, self.cfg.gaussian_regularizer)
-                return masked_mean(per_step, mask), {}
-            est = monte_carlo_kl(p.log_density, q, self.cfg.samples, mask=mask)
-            return masked_mean(est.kl, mask), {
-                "kl/cross_entropy": float(masked_mean(est.cross_entropy.detach(), mask)),
-                "kl/entropy": float(masked_mean(est.entropy.detach(), mask)),
-                "kl/ce_std": float(est.draws.std()) if est.draws.numel() > 1 else 0.0,
-            }
+        return distillation_kl(
+            step.student,
+            self._teacher_on(step.out.x.device),
+            step.out,
+            mel,
+            speaker,
+            samples=self.cfg.samples,
+            mask=step.mask,
+            regularizer=self.cfg.gaussian_regularizer,
+        )
 
     def loss(
         self, model: nn.Module, batch: dict[str, Any]
@@ -157,24 +230,21 @@ class DistillTask:
         mask = sample_mask(batch, audio.shape[-1])
         z = student.noise(batch["lengths"].tolist(), None, audio.device)
         out = model(z, mel, speaker)  # through the (possibly distributed) wrapper
-        kl, metrics = self._kl(student, out, mel, speaker, mask)
-        total = self.weights["kl"] * kl
-        with torch.autocast(device_type=audio.device.type, enabled=False):
-            x = out.x.float() * mask
-            spectral = self._spectral(x, audio.float() * mask)
-            total = total + self.weights["power"] * spectral
-            metrics["power/loss"] = float(spectral.detach())
-            if self.weights["loudness"]:
-                a = self.audio
-                level = loudness_loss(x, audio.float() * mask, a.win_length, a.hop_length)
-                total = total + self.weights["loudness"] * level
-                metrics["loudness/loss"] = float(level.detach())
-        metrics["kl/loss"] = float(kl.detach())
-        if self.cfg.contrastive_gamma > 0 and audio.shape[0] > 1:
-            other = speaker.roll(1, 0) if speaker is not None else None
-            mismatched, _ = self._kl(student, out, mel.roll(1, 0), other, mask)
-            total = total - self.cfg.contrastive_gamma * mismatched
-            metrics["contrastive/kl"] = float(mismatched.detach())
+        step = StudentStep(
+            student=student, out=out, audio=audio, mel=mel, speaker=speaker, mask=mask
+        )
+        total: torch.Tensor | None = None
+        metrics: dict[str, float] = {}
+        for name, weight in self.weights.items():
+            term = TERMS[name](self, step)
+            if term is None:
+                continue
+            value, extra = term
+            total = weight * value if total is None else total + weight * value
+            metrics.update(extra)
+            metrics[f"{name}/loss"] = float(value.detach())
+        if total is None:
+            raise ConfigError(f"distill.loss_weights: no weighted term applies ({self.weights})")
         metrics.update(self._health(out, audio, mask))
         metrics["loss"] = float(total.detach())
         return total, metrics
@@ -188,36 +258,38 @@ class DistillTask:
         return {
             "rms/student": rms_x,
             "rms/data": rms_y,
+            # 1e-9 (-180 dB) keeps the ratio finite for a silent student or a silent batch
             "rms/ratio_db": 20 * math.log10(max(rms_x, 1e-9) / max(rms_y, 1e-9)),
             "scale/log_s_tot": float(masked_mean(out.log_scale.detach().float(), mask)),
         }
 
     def validate(self, model: nn.Module, loader: Iterable[dict[str, Any]]) -> dict[str, float]:
-        """Mean metrics over the validation utterances with fixed noise (comparable across
-        steps): KL, spectral loss and loudness."""
+        """Mean over the validation utterances, with fixed noise (comparable across steps), of
+        every term training weighs (``<term>/loss``; the contrastive term needs two utterances
+        per batch, so with one per batch it is absent), the total ``loss``, and the loudness and
+        scale signals ``rms/ratio_db``, ``scale/log_s_tot``."""
         device = next(model.parameters()).device
         sums: dict[str, float] = {}
-        count = 0
+        counts: dict[str, int] = {}
         cuda = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):
-            torch.manual_seed(20_240_229)
+            torch.manual_seed(VALIDATION_SEED)
             for batch in loader:
-                batch = to_device(batch, device)
-                _, metrics = self.loss(model, batch)
-                for k in ("kl/loss", "power/loss", "rms/ratio_db", "scale/log_s_tot"):
-                    sums[k] = sums.get(k, 0.0) + metrics[k]
-                count += 1
-        return {k: v / max(count, 1) for k, v in sums.items()}
+                _, metrics = self.loss(model, to_device(batch, device))
+                for k in [f"{t}/loss" for t in self.weights] + list(_VALID_SIGNALS):
+                    if k in metrics:
+                        sums[k] = sums.get(k, 0.0) + metrics[k]
+                        counts[k] = counts.get(k, 0) + 1
+        return {k: v / counts[k] for k, v in sums.items()}
 
 
 def _check_teacher(teacher: WaveNet, cfg: Config, path: str | Path) -> None:
-    own = dataclasses.asdict(cfg.audio)
-    theirs = dataclasses.asdict(teacher.audio)
-    diff = [f"{k} {theirs[k]!r} vs {v!r}" for k, v in own.items() if theirs.get(k) != v]
-    if diff:
+    """Refuse a teacher whose feature settings are not the config's."""
+    diff = audio_mismatch(teacher.audio, cfg.audio)
+    if diff is not None:
         raise ConfigError(
             f"{path}: the teacher was trained with other feature settings than this config "
-            f"({'; '.join(diff)}); use the teacher's audio settings"
+            f"({diff}); use the teacher's audio settings"
         )
 
 
@@ -233,7 +305,6 @@ def make_distill_trainer(
 ) -> tuple[Trainer, float]:
     """A :class:`Trainer` distilling ``cfg.distill.teacher`` into a new student; also returns
     the student's starting ``log s_tot`` (from the data's step size)."""
-    from accelerate import PartialState
     from accelerate.utils import set_seed
 
     from ..models.export import load_teacher
@@ -248,19 +319,8 @@ def make_distill_trainer(
     student = build_student(cfg, log_scale_init)
     if cfg.distill.init_upsampler:
         _init_upsampler(student, teacher)
-    train_loader, valid_loader = make_loaders(cfg, cache, PartialState(cpu=cpu).num_processes)
-    if len(train_loader) == 0:
-        raise DataError(f"{dump_dir}: too few training segments for one batch")
-    trainer = Trainer(
-        task=DistillTask(teacher, cfg.distill, cfg.audio),
-        model=student,
-        train_loader=train_loader,
-        valid_loader=valid_loader,
-        optim=cfg.optim,
-        train=cfg.train,
-        run_dir=run_dir,
-        cpu=cpu,
-    )
+    task = DistillTask(teacher, cfg.distill, cfg.audio)
+    trainer = make_trainer(cfg, cache, run_dir, task=task, model=student, cpu=cpu)
     return trainer, log_scale_init
 
 

@@ -7,6 +7,8 @@
   it. The teacher's *continuous* density scores the draws (the mixture's density, not its bin
   masses): the entropy is a differential entropy, so the estimate is a proper KL, zero when the
   two conditionals agree.
+- :func:`distillation_kl`: the KL of a student sample against the frozen teacher, as the
+  distillation and the evaluation compute it (one teacher pass, then either of the two below).
 - :func:`gaussian_kl_regularized`: ClariNet's closed form for a Gaussian student and teacher,
   plus ``lambda * (log sigma_p - log sigma_q)^2``.
 - Spectral losses: :func:`power_loss` (the paper's time-averaged ``|STFT|^2``),
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -31,6 +34,7 @@ from ..models.distributions import Gaussian, Logistic, gaussian_kl
 __all__ = [
     "MRSTFT_RESOLUTIONS",
     "KLEstimate",
+    "distillation_kl",
     "gaussian_kl_regularized",
     "log_power_loss",
     "loudness_loss",
@@ -42,13 +46,17 @@ __all__ = [
     "stft_magnitude",
 ]
 
-# (n_fft, hop, window) of the multi-resolution STFT loss (Parallel WaveGAN's set).
+# (n_fft, hop, window) of the multi-resolution STFT loss: Parallel WaveGAN's set, given at
+# 24 kHz. It stays fixed whatever ``audio.n_fft/hop_length/win_length`` say: the evaluation's
+# MR-STFT distance uses the same set, so distances stay comparable across runs with other
+# feature settings (at the default 22.05 kHz the windows are within 10% of the paper's
+# durations), and scaling it would change the loss of every existing config.
 MRSTFT_RESOLUTIONS: tuple[tuple[int, int, int], ...] = (
     (1024, 120, 600),
     (2048, 240, 1200),
     (512, 50, 240),
 )
-_EPS = 1e-12
+_EPS = 1e-12  # keeps a square root's gradient and a ratio's denominator finite on silence
 
 
 def masked_mean(values: Tensor, mask: Tensor | None) -> Tensor:
@@ -99,6 +107,55 @@ def gaussian_kl_regularized(
     """ClariNet's per-step ``KL(q || p) + lambda (log sigma_p - log sigma_q)^2``: ``(B, T)``."""
     kl = gaussian_kl(student.loc, student.log_scale, teacher.loc, teacher.log_scale)
     return kl + regularizer * (teacher.log_scale - student.log_scale) ** 2
+
+
+def distillation_kl(
+    student: Any,
+    teacher: Any,
+    out: Any,
+    mel: Tensor,
+    speaker: Tensor | None = None,
+    *,
+    samples: int,
+    mask: Tensor | None = None,
+    regularizer: float = 4.0,
+    closed_form: bool = True,
+    max_draws: int | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, dict[str, float]]:
+    """Mean per-step ``KL(student || teacher given mel)`` of a student sample, and diagnostics.
+
+    ``out`` is the student's output on its noise (``x, loc, log_scale: (B, T)``), ``mel (B,
+    n_mels, T // hop)``, ``mask (B, T)`` its real samples. The teacher runs once on ``out.x``.
+    With ``closed_form`` and both sides Gaussian this is ClariNet's closed form with its
+    log-scale ``regularizer``; otherwise the Monte Carlo estimate with ``samples`` draws per
+    step, with diagnostics ``kl/cross_entropy``, ``kl/entropy`` and ``kl/ce_std``. With
+    ``max_draws`` the draws are made at most that many at a time (bounded memory) and the
+    groups' means pooled, without diagnostics. Both distillation and evaluation call this.
+    """
+    params = teacher(out.x[:, None], mel, speaker)  # one pass over the student's sample
+    with torch.autocast(device_type=out.x.device.type, enabled=False):
+        q = student.distribution(out.loc.float(), out.log_scale.float())
+        p = teacher.distribution(params.float())
+        if closed_form and student.base == "gaussian" and teacher.output == "gaussian":
+            return masked_mean(gaussian_kl_regularized(q, p, regularizer), mask), {}
+        if max_draws is not None:
+            groups = [min(max_draws, samples - i) for i in range(0, samples, max_draws)]
+            total = sum(
+                n
+                * masked_mean(
+                    monte_carlo_kl(p.log_density, q, n, mask=mask, generator=generator).kl, mask
+                )
+                for n in groups
+            )
+            # The division in float64 adds no float32 rounding to the pooled sum.
+            return total.double() / samples, {}
+        est = monte_carlo_kl(p.log_density, q, samples, mask=mask, generator=generator)
+        return masked_mean(est.kl, mask), {
+            "kl/cross_entropy": float(masked_mean(est.cross_entropy.detach(), mask)),
+            "kl/entropy": float(masked_mean(est.entropy.detach(), mask)),
+            "kl/ce_std": float(est.draws.std()) if est.draws.numel() > 1 else 0.0,
+        }
 
 
 def stft_magnitude(x: Tensor, n_fft: int, hop: int, win: int) -> Tensor:

@@ -1,12 +1,14 @@
-"""Training entry points: the teacher task on the generic trainer, and held-out evaluation.
+"""The teacher task on the generic trainer: teacher forcing by the log-likelihood of the real
+samples, and the held-out NLL in bits per sample.
 
 ``train_teacher(cfg, dump, run_dir)`` is what ``pwavenet train-teacher`` calls; it works the same
-in one process or under ``accelerate launch`` on many GPUs and nodes.
+in one process or under ``accelerate launch`` on many GPUs and nodes. :func:`log_prob` is the
+one log-likelihood path: training, validation, :func:`evaluate_teacher` and the evaluation's
+:func:`pwavenet.eval.scores.teacher_nll_bits` all score audio through it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -14,27 +16,27 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
-from ..config import Config, save_config
-from ..data.dataset import Collate, EpochSampler, FeatureCache, SegmentDataset
+from ..config import Config, audio_mismatch
+from ..data.dataset import FeatureCache, SegmentDataset
 from ..errors import DataError
-from ..models.export import save_export
 from ..models.teacher import WaveNet
-from .trainer import Trainer, latest_checkpoint
+from .runs import fit_and_export, make_trainer, sample_mask, to_device
+from .trainer import Trainer
 
 __all__ = [
     "TeacherTask",
+    "bits_per_sample",
     "build_teacher",
     "evaluate_teacher",
-    "fit_and_export",
+    "log_prob",
     "make_teacher_trainer",
     "mean_bits",
     "teacher_args",
     "train_teacher",
 ]
 
-LN2 = math.log(2.0)
+LN2 = math.log(2.0)  # nats per bit
 
 
 def teacher_args(cfg: Config) -> dict[str, Any]:
@@ -58,13 +60,27 @@ def teacher_args(cfg: Config) -> dict[str, Any]:
 
 
 def build_teacher(cfg: Config) -> WaveNet:
+    """A freshly initialised teacher described by ``cfg``."""
     return WaveNet(**teacher_args(cfg))
 
 
-def sample_mask(batch: dict[str, Any], steps: int) -> torch.Tensor:
-    """``(B, T)`` float mask of the real (unpadded) samples of a collated batch."""
-    t = torch.arange(steps, device=batch["audio"].device)
-    return (t[None, :] < batch["lengths"].to(t.device)[:, None]).float()
+def log_prob(
+    model: nn.Module,
+    audio: torch.Tensor,
+    mel: torch.Tensor,
+    speaker: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The teacher's per-sample log-probability (nats) of ``audio (B, 1, T)`` given ``mel
+    (B, n_mels, T // hop)``: ``(B, T)``. ``model`` may be wrapped for distributed training."""
+    # Call forward through the (possibly DDP-wrapped) module so gradients synchronise.
+    params = model(audio, mel, speaker)
+    core = model.module if hasattr(model, "module") else model
+    return core.sample_log_prob(params, audio)
+
+
+def bits_per_sample(lp: torch.Tensor) -> float:
+    """Mean negative log-likelihood in bits per sample of :func:`log_prob`'s ``(B, T)``."""
+    return float(-lp.mean()) / LN2
 
 
 class TeacherTask:
@@ -73,7 +89,7 @@ class TeacherTask:
     def loss(
         self, model: nn.Module, batch: dict[str, Any]
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        lp = _log_prob(model, batch)
+        lp = log_prob(model, batch["audio"], batch["mel"], batch.get("speaker"))
         mask = sample_mask(batch, lp.shape[-1])
         nll = -(lp * mask).sum() / mask.sum().clamp(min=1)
         return nll, {"nll/bits": float(nll.detach()) / LN2}
@@ -82,68 +98,23 @@ class TeacherTask:
         total, count = 0.0, 0.0
         for batch in loader:
             batch = to_device(batch, next(model.parameters()).device)
-            lp = _log_prob(model, batch)
+            lp = log_prob(model, batch["audio"], batch["mel"], batch.get("speaker"))
             mask = sample_mask(batch, lp.shape[-1])
             total += float(-(lp * mask).sum())
             count += float(mask.sum())
         return {"nll/bits": total / max(count, 1.0) / LN2}
 
 
-def _log_prob(model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
-    # Call forward through the (possibly DDP-wrapped) module so gradients synchronise.
-    params = model(batch["audio"], batch["mel"], batch.get("speaker"))
-    core = model.module if hasattr(model, "module") else model
-    return core.sample_log_prob(params, batch["audio"])
-
-
-def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    """The batch with its tensors on ``device``."""
-    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-
-
-def make_loaders(cfg: Config, cache: FeatureCache, processes: int) -> tuple[DataLoader, DataLoader]:
-    """Training segments (deterministic per epoch, for exact resume) and whole validation
-    utterances, one per batch."""
-    train = SegmentDataset(cache, "train", segment_length=cfg.data.segment_length)
-    per_epoch = cfg.data.batch_size * processes * cfg.train.grad_accum
-    train.repeat = max(1, math.ceil(per_epoch / len(train.rows)))
-    collate = Collate(cache.audio.hop_length, train.silence)
-    train_loader = DataLoader(
-        train,
-        batch_size=cfg.data.batch_size,
-        sampler=EpochSampler(train, seed=cfg.train.seed),
-        collate_fn=collate,
-        num_workers=cfg.data.num_workers,
-        drop_last=True,
-    )
-    valid = SegmentDataset(cache, "valid", segment_length=None)
-    valid_loader = DataLoader(valid, batch_size=1, collate_fn=collate)
-    return train_loader, valid_loader
-
-
 def make_teacher_trainer(
     cfg: Config, dump_dir: str | Path, run_dir: str | Path, *, cpu: bool = False
 ) -> Trainer:
     """A :class:`Trainer` for the teacher on a feature cache (model initialised from the seed)."""
-    from accelerate import PartialState
     from accelerate.utils import set_seed
 
     cache = FeatureCache(dump_dir, cfg.audio)
     set_seed(cfg.train.seed)
     model = build_teacher(cfg)
-    train_loader, valid_loader = make_loaders(cfg, cache, PartialState(cpu=cpu).num_processes)
-    if len(train_loader) == 0:
-        raise DataError(f"{dump_dir}: too few training segments for one batch")
-    return Trainer(
-        task=TeacherTask(),
-        model=model,
-        train_loader=train_loader,
-        valid_loader=valid_loader,
-        optim=cfg.optim,
-        train=cfg.train,
-        run_dir=run_dir,
-        cpu=cpu,
-    )
+    return make_trainer(cfg, cache, run_dir, task=TeacherTask(), model=model, cpu=cpu)
 
 
 def train_teacher(
@@ -167,56 +138,23 @@ def train_teacher(
     )
 
 
-def fit_and_export(
-    trainer: Trainer,
-    cfg: Config,
-    run_dir: str | Path,
-    *,
-    kind: str,
-    model_args: dict[str, Any],
-    extra: dict[str, Any] | None = None,
-    resume: bool = True,
-    progress: Callable[[Iterable[int]], Iterable[int]] | None = None,
-) -> Path:
-    """What every training run does around its trainer: write the resolved config, resume from
-    the newest checkpoint (with ``resume``), train to ``train.max_steps``, and write the
-    inference export ``run_dir/export`` (EMA weights; ``extra`` plus the step count in its
-    description) from the main process. Returns the export's path."""
-    run_dir = Path(run_dir)
-    if trainer.accelerator.is_main_process:
-        save_config(cfg, run_dir / "config.yaml")
-    checkpoint = latest_checkpoint(run_dir) if resume else None
-    if checkpoint is not None:
-        trainer.load_checkpoint(checkpoint)
-    trainer.fit(progress)
-    export = run_dir / "export"
-    if trainer.accelerator.is_main_process:
-        save_export(
-            trainer.averaged_model(),
-            export,
-            kind=kind,
-            model_args=model_args,
-            cfg=cfg,
-            extra={"steps": trainer.progress.step, **(extra or {})},
-        )
-    trainer.accelerator.wait_for_everyone()
-    return export
-
-
 @torch.no_grad()
 def evaluate_teacher(
     model: WaveNet, cache: FeatureCache, split: str = "test"
 ) -> list[dict[str, Any]]:
     """Per-utterance held-out NLL: rows of ``{"id", "samples", "bits"}``."""
-    if dataclasses.asdict(cache.audio) != dataclasses.asdict(model.audio):
-        raise DataError(f"{cache.root}: features were made with other settings than the model's")
+    diff = audio_mismatch(cache.audio, model.audio)
+    if diff is not None:
+        raise DataError(
+            f"{cache.root}: features were made with other settings than the model's ({diff})"
+        )
     ds = SegmentDataset(cache, split, segment_length=None)
     device = next(model.parameters()).device
     rows = []
     for i in range(len(ds.rows)):
         item = ds[i]
-        lp = model.log_prob(item["audio"][None].to(device), item["mel"][None].to(device))
-        rows.append({"id": item["id"], "samples": lp.shape[-1], "bits": float(-lp.mean()) / LN2})
+        lp = log_prob(model, item["audio"][None].to(device), item["mel"][None].to(device))
+        rows.append({"id": item["id"], "samples": lp.shape[-1], "bits": bits_per_sample(lp)})
     return rows
 
 
