@@ -163,8 +163,9 @@ def run_demo(
     import torch
 
     from .config import load_config, save_config
-    from .data.dataset import FeatureCache, preprocess_corpus
+    from .data.cache import FeatureCache
     from .data.make_corpus import make_corpus
+    from .data.preprocess import preprocess_corpus
     from .eval.evaluation import evaluate_systems, load_metrics, synthesis_speed
     from .eval.report import summarize, write_report
     from .models.export import load_student, load_teacher

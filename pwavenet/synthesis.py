@@ -19,7 +19,7 @@ import torch
 
 from .audio import LogMelSpectrogram, read_audio, write_wav
 from .config import AudioConfig
-from .data.dataset import AUDIO_EXTENSIONS
+from .data.corpus import AUDIO_EXTENSIONS
 from .errors import AudioError, DataError
 from .fileio import write_json
 

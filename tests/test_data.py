@@ -10,14 +10,10 @@ from conftest import tone, write_audio
 from pwavenet import cli
 from pwavenet.audio import LogMelSpectrogram
 from pwavenet.config import AudioConfig, DataConfig, load_config
-from pwavenet.data.dataset import (
-    Collate,
-    FeatureCache,
-    SegmentDataset,
-    preprocess_corpus,
-    scan_corpus,
-    split_ids,
-)
+from pwavenet.data.cache import FeatureCache
+from pwavenet.data.corpus import scan_corpus, split_ids
+from pwavenet.data.dataset import Collate, SegmentDataset
+from pwavenet.data.preprocess import preprocess_corpus
 from pwavenet.errors import AudioError, DataError
 
 RATE = 16000
@@ -190,7 +186,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys, args, pattern):
 
 def test_no_partial_files_after_a_failure(tmp_path, monkeypatch):
     corpus = make_ljspeech(tmp_path / "corpus", n=4)
-    import pwavenet.data.dataset as data
+    import pwavenet.data.preprocess as data
 
     real, calls = data.save_file, []
 

@@ -81,8 +81,9 @@ def _add_preprocess(sub: argparse._SubParsersAction) -> Handler:
 
 
 def _run_preprocess(args: argparse.Namespace) -> int:
-    from ..config import load_config, save_config
-    from ..data.dataset import preprocess_corpus
+    from ..config import load_config
+    from ..data.cache import FeatureCache
+    from ..data.preprocess import preprocess_corpus
 
     cfg = load_config(args.config, args.overrides)
     report = preprocess_corpus(
@@ -90,13 +91,11 @@ def _run_preprocess(args: argparse.Namespace) -> int:
         args.out,
         cfg.audio,
         cfg.data,
+        config=cfg,
         strict=args.strict,
         progress=progress_bar("preprocess"),
         on_skip=lambda path, cause: echo(f"skipped {path}: {cause}"),
     )
-    save_config(cfg, args.out / "config.yaml")
-    from ..data.dataset import FeatureCache
-
     cache = FeatureCache(args.out)
     counts = " / ".join(f"{s} {len(cache.entries(s))}" for s in ("train", "valid", "test"))
     print(

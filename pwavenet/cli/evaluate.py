@@ -119,7 +119,7 @@ def _evaluate(args: argparse.Namespace) -> tuple[dict, Path]:
     if meta.is_file():
         audio = AudioConfig(**read_json(meta, "pwavenet-export/1", ConfigError, "export")["audio"])
     else:
-        from ..data.dataset import FeatureCache
+        from ..data.cache import FeatureCache
 
         audio = FeatureCache(features).audio
     for model, path in ((teacher, teacher_dir), (student, args.student)):

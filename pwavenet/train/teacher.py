@@ -17,7 +17,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..config import Config, save_config
-from ..data.dataset import Collate, EpochSampler, FeatureCache, SegmentDataset
+from ..data.cache import FeatureCache
+from ..data.dataset import Collate, EpochSampler, SegmentDataset
 from ..errors import DataError
 from ..models.export import save_export
 from ..models.teacher import WaveNet
