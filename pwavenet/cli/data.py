@@ -33,6 +33,13 @@ def _add_make_corpus(sub: argparse._SubParsersAction) -> Handler:
         help="Use the built-in synthesizer, or espeak-ng (when installed) to speak random "
         "sentences.",
     )
+    p.add_argument(
+        "--speakers",
+        type=int,
+        default=0,
+        help="Make a multi-speaker corpus: utterance i is spoken by speaker i %% N, named in a "
+        "4th metadata.csv field (default 0: every utterance has a voice of its own).",
+    )
     return _run_make_corpus
 
 
@@ -49,6 +56,7 @@ def _run_make_corpus(args: argparse.Namespace) -> int:
         min_seconds=args.min_seconds,
         max_seconds=args.max_seconds,
         engine=args.engine,
+        speakers=args.speakers,
         progress=progress_bar("make-corpus", "utt"),
     )
     wavs = sorted((out / "wavs").glob("*.wav"))
