@@ -119,7 +119,15 @@ COMMANDS = (
 
 def toy2d_main(argv: Sequence[str] | None = None) -> int:
     """``pwavenet toy2d ARGS``: the toy ladder's command line on its own (``argv`` without the
-    subcommand)."""
-    from . import main
+    subcommand). Built here rather than through :func:`pwavenet.cli.main`, which imports this
+    module: the package's imports stay free of cycles."""
+    from ..errors import PwavenetError
 
-    return main(["toy2d", *(sys.argv[1:] if argv is None else argv)])
+    parser = argparse.ArgumentParser(prog="pwavenet")
+    handler = _add_toy2d(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["toy2d", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return handler(args)
+    except PwavenetError as exc:
+        print(f"pwavenet: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
