@@ -3,7 +3,8 @@
 Layout of a feature cache (``pwavenet preprocess``)::
 
     <dump>/manifest.json          settings, feature hash, split, lengths, speakers, skipped files
-    <dump>/config.yaml            the resolved config the cache was made with
+    <dump>/config.yaml            the resolved config the cache was made with (its audio and
+                                  data sections when the Python API was given no whole config)
     <dump>/feats/<id>.safetensors {"audio": (T,), "mel": (n_mels, T // hop)}, T a multiple of hop
     <dump>/lists/<split>.txt      the source audio files of each split, one path per line
 

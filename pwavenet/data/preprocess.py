@@ -31,6 +31,14 @@ logger = logging.getLogger(__name__)
 __all__ = ["PreprocessReport", "preprocess_corpus"]
 
 
+@dataclass(frozen=True)
+class _CacheSettings:
+    """The sections of a config that a feature cache depends on."""
+
+    audio: AudioConfig
+    data: DataConfig
+
+
 @dataclass
 class PreprocessReport:
     """What :func:`preprocess_corpus` did."""
@@ -134,12 +142,14 @@ def preprocess_corpus(
     :mod:`pwavenet.data.cache` for the layout).
 
     Unusable files are reported through ``on_skip(path, cause)``; with ``strict`` the first one
-    raises :class:`AudioError`. ``config`` is written as ``config.yaml`` (its audio and data
-    sections must be ``audio_cfg`` and ``data_cfg``); by default a config holding those two,
-    the settings the cache depends on, with every other section at its default.
+    raises :class:`AudioError`. The whole ``config`` the run uses (its audio and data sections
+    must be ``audio_cfg`` and ``data_cfg``) is written as ``config.yaml``; without it, its
+    ``audio`` and ``data`` sections alone, the settings the cache depends on. (Filling the other
+    sections with defaults could write a config that does not load: the default upsampler
+    scales only fit the default hop length.)
     """
-    config = config if config is not None else Config(audio=audio_cfg, data=data_cfg)
-    if config.audio != audio_cfg or config.data != data_cfg:
+    settings = config if config is not None else _CacheSettings(audio=audio_cfg, data=data_cfg)
+    if settings.audio != audio_cfg or settings.data != data_cfg:
         raise ValueError("config.audio and config.data must be audio_cfg and data_cfg")
     entries = scan_corpus(corpus_dir)
     out_dir = Path(out_dir)
@@ -175,15 +185,16 @@ def preprocess_corpus(
     for row in rows:
         row["split"] = split[row["id"]]
     _finish_cache(out_dir, rows)
-    save_config(config, out_dir / "config.yaml")
-    _write_manifest(out_dir, Path(corpus_dir), config, rows, report.skipped)
+    save_config(settings, out_dir / "config.yaml")
+    _write_manifest(out_dir, Path(corpus_dir), audio_cfg, data_cfg, rows, report.skipped)
     return report
 
 
 def _write_manifest(
     out_dir: Path,
     corpus_dir: Path,
-    config: Config,
+    audio_cfg: AudioConfig,
+    data_cfg: DataConfig,
     rows: list[dict[str, Any]],
     skipped: list[tuple[str, str]],
 ) -> None:
@@ -192,9 +203,9 @@ def _write_manifest(
         out_dir / MANIFEST,
         {
             "format": MANIFEST_FORMAT,
-            "feature_hash": feature_hash(config.audio),
-            "audio": config_to_dict(config.audio),
-            "segment_length": config.data.segment_length,
+            "feature_hash": feature_hash(audio_cfg),
+            "audio": config_to_dict(audio_cfg),
+            "segment_length": data_cfg.segment_length,
             "corpus": str(corpus_dir.resolve()),
             "speakers": speaker_table(r.get("speaker") for r in rows),
             "utterances": rows,

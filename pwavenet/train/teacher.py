@@ -105,6 +105,7 @@ def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
 def make_loaders(cfg: Config, cache: FeatureCache, processes: int) -> tuple[DataLoader, DataLoader]:
     """Training segments (deterministic per epoch, for exact resume) and whole validation
     utterances, one per batch."""
+    cache.check_speakers(cfg.teacher.speakers)
     train = SegmentDataset(cache, "train", segment_length=cfg.data.segment_length)
     per_epoch = cfg.data.batch_size * processes * cfg.train.grad_accum
     train.repeat = max(1, math.ceil(per_epoch / len(train.rows)))
@@ -216,7 +217,8 @@ def evaluate_teacher(
     rows = []
     for i in range(len(ds.rows)):
         item = ds[i]
-        lp = model.log_prob(item["audio"][None].to(device), item["mel"][None].to(device))
+        speaker = torch.tensor([item["speaker"]], device=device) if "speaker" in item else None
+        lp = model.log_prob(item["audio"][None].to(device), item["mel"][None].to(device), speaker)
         rows.append({"id": item["id"], "samples": lp.shape[-1], "bits": float(-lp.mean()) / LN2})
     return rows
 
