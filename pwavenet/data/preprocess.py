@@ -113,8 +113,17 @@ def _skip(
     logger.info("skipping %s: %s", path, cause)
 
 
-def _finish_cache(out_dir: Path, rows: list[dict[str, Any]]) -> None:
-    """Delete feature files of utterances no longer kept, and write one source list per split."""
+def _finish_cache(out_dir: Path, rows: list[dict[str, Any]], data_cfg: DataConfig) -> None:
+    """Split the kept utterances (each row gets its ``split``), delete the feature files of
+    utterances no longer kept, and write one source list per split."""
+    split = split_ids(
+        (r["id"] for r in rows),
+        data_cfg.valid_utterances,
+        data_cfg.test_utterances,
+        data_cfg.split_seed,
+    )
+    for row in rows:
+        row["split"] = split[row["id"]]
     keep = {Path(r["file"]).name for r in rows}
     for stale in (out_dir / "feats").glob("*.safetensors"):
         if stale.name not in keep:
@@ -176,15 +185,7 @@ def preprocess_corpus(
         report.seconds += wav.shape[0] / audio_cfg.sample_rate
     if not rows:
         raise DataError(f"{corpus_dir}: no usable audio files ({len(report.skipped)} skipped)")
-    split = split_ids(
-        (r["id"] for r in rows),
-        data_cfg.valid_utterances,
-        data_cfg.test_utterances,
-        data_cfg.split_seed,
-    )
-    for row in rows:
-        row["split"] = split[row["id"]]
-    _finish_cache(out_dir, rows)
+    _finish_cache(out_dir, rows, data_cfg)
     save_config(settings, out_dir / "config.yaml")
     _write_manifest(out_dir, Path(corpus_dir), audio_cfg, data_cfg, rows, report.skipped)
     return report
