@@ -8,7 +8,7 @@ evaluation all call it, on CPU or GPU, so features never drift between stages. F
 summarises the hop block ``[j * hop, (j + 1) * hop)``: the signal is reflect-padded by
 ``(n_fft - hop) / 2`` on both sides and framed without centring, which gives exactly
 ``T // hop`` frames, each centred on its hop block. This is what keeps audio segments and mel
-frames aligned (see :mod:`pwavenet.data.dataset`).
+frames aligned (see :mod:`pwavenet.data.cache`).
 """
 
 from __future__ import annotations

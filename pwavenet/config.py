@@ -202,6 +202,11 @@ class Config:
                 f"{where}: data.segment_length ({self.data.segment_length}) must be a multiple "
                 f"of audio.hop_length ({self.audio.hop_length})"
             )
+        if self.teacher.speakers < 0:
+            raise ConfigError(
+                f"{where}: teacher.speakers ({self.teacher.speakers}) must be 0 (no speaker "
+                f"embedding) or the number of speaker embeddings"
+            )
         unknown = sorted(set(self.distill.loss_weights) - set(LOSS_TERMS))
         if unknown:
             raise ConfigError(

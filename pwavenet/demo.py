@@ -225,14 +225,11 @@ def _corpus(demo: _Demo) -> None:
 
 
 def _features(demo: _Demo) -> None:
-    from .config import save_config
-    from .data.dataset import preprocess_corpus
+    from .data.preprocess import preprocess_corpus
 
     out, cfg = demo.out, demo.cfg_t
-    preprocess_corpus(
-        out / "corpus", out / "dump", cfg.audio, cfg.data, progress=demo.bar("features", "file")
-    )
-    save_config(cfg, out / "dump" / "config.yaml")
+    bar = demo.bar("features", "file")
+    preprocess_corpus(out / "corpus", out / "dump", cfg.audio, cfg.data, config=cfg, progress=bar)
 
 
 def _train(demo: _Demo, kind: str) -> None:
@@ -258,7 +255,7 @@ def _teacher_nll(demo: _Demo) -> None:
     """The teacher's held-out NLL of the valid and test splits into ``OUT/teacher/eval.json``."""
     import torch
 
-    from .data.dataset import FeatureCache
+    from .data.cache import FeatureCache
     from .models.export import load_teacher
     from .train.teacher import evaluate_teacher, mean_bits
 

@@ -19,7 +19,7 @@ import torch
 
 from .audio import LogMelSpectrogram, pad_mels, read_audio, silence_log_mel, write_wav
 from .config import AudioConfig
-from .data.dataset import AUDIO_EXTENSIONS
+from .data.corpus import AUDIO_EXTENSIONS
 from .errors import AudioError, ConfigError, DataError
 from .fileio import write_json
 from .models.vocoder import Progress, Vocoder

@@ -330,3 +330,38 @@ def test_tool_writes_a_corpus_and_reports_errors_in_one_line(tmp_path, capsys):
     assert tool.main([str(tmp_path / "other"), *argv]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("pwavenet: error: ") and "\n" not in err
+
+
+# --------------------------------------------------------------------------- speakers
+
+
+def test_multi_speaker_corpus_names_speakers_and_shares_their_voices(tmp_path):
+    out = make_corpus(tmp_path / "corpus", num_utterances=6, seed=2, speakers=2, **FAST)
+    rows = [line.split("|") for line in (out / METADATA).read_text("utf-8").splitlines()]
+    assert [r[3] for r in rows] == ["spk01", "spk02"] * 3
+    truth = json.loads((out / GROUND_TRUTH).read_text("utf-8"))
+    assert truth["generator"]["speakers"] == 2
+    pitch = []
+    for uid, *_ in rows:
+        f0 = np.array(truth["utterances"][uid]["f0"])
+        pitch.append(np.log(np.median(f0[f0 > 0])))
+    within = max(np.ptp(pitch[0::2]), np.ptp(pitch[1::2]))
+    between = abs(np.mean(pitch[0::2]) - np.mean(pitch[1::2]))
+    assert between > 2 * within  # one voice per speaker, two different voices
+    single = make_corpus(tmp_path / "single", num_utterances=2, seed=2, **FAST)
+    assert all(len(line.split("|")) == 3 for line in (single / METADATA).read_text().splitlines())
+    assert "speakers" not in json.loads((single / GROUND_TRUTH).read_text())["generator"]
+
+
+@pytest.mark.parametrize("speakers", [-1, 3, 1.5])
+def test_bad_speaker_counts_are_refused_before_writing(tmp_path, speakers):
+    with pytest.raises(CorpusError, match="speakers="):
+        make_corpus(tmp_path / "corpus", num_utterances=2, speakers=speakers)
+    assert not (tmp_path / "corpus").exists()
+
+
+def test_tool_writes_a_multi_speaker_corpus(tmp_path, capsys):
+    argv = ["--utterances", "2", "--sample-rate", "8000", "--max-seconds", "1.5", "--speakers", "2"]
+    assert load_tool().main([str(tmp_path / "corpus"), *argv]) == 0
+    rows = (tmp_path / "corpus" / METADATA).read_text("utf-8").splitlines()
+    assert [r.split("|")[3] for r in rows] == ["spk01", "spk02"]

@@ -5,19 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import yaml
 from conftest import tone, write_audio
 
 from pwavenet import cli
 from pwavenet.audio import LogMelSpectrogram
 from pwavenet.config import AudioConfig, DataConfig, load_config
-from pwavenet.data.dataset import (
-    Collate,
-    FeatureCache,
-    SegmentDataset,
-    preprocess_corpus,
-    scan_corpus,
-    split_ids,
-)
+from pwavenet.data.cache import FeatureCache
+from pwavenet.data.corpus import scan_corpus, split_ids
+from pwavenet.data.dataset import Collate, SegmentDataset
+from pwavenet.data.preprocess import preprocess_corpus
 from pwavenet.errors import AudioError, DataError
 
 RATE = 16000
@@ -190,7 +187,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys, args, pattern):
 
 def test_no_partial_files_after_a_failure(tmp_path, monkeypatch):
     corpus = make_ljspeech(tmp_path / "corpus", n=4)
-    import pwavenet.data.dataset as data
+    import pwavenet.data.preprocess as data
 
     real, calls = data.save_file, []
 
@@ -322,3 +319,66 @@ def test_accelerate_shards_are_disjoint_and_complete(cache):
 def test_empty_split_is_an_error(cache):
     with pytest.raises(ValueError, match="split must be one of"):
         cache.entries("dev")
+
+
+# --------------------------------------------------------------------------- speakers, config.yaml
+
+
+def test_scan_reads_speakers_from_a_metadata_column_or_subfolders(tmp_path):
+    lj = make_ljspeech(tmp_path / "lj", n=3)
+    rows = (lj / "metadata.csv").read_text().splitlines()
+    speakers = ["bob", "al", "bob"]
+    lines = [f"{row}|{s}" for row, s in zip(rows, speakers, strict=True)]
+    (lj / "metadata.csv").write_text("\n".join(lines) + "\n")
+    entries = scan_corpus(lj)
+    assert [e.speaker for e in entries] == speakers and entries[1].text == "text 1"
+    assert [e.speaker for e in scan_corpus(make_ljspeech(tmp_path / "plain", n=2))] == [None] * 2
+
+    (lj / "metadata.csv").write_text("\n".join([*lines[:2], rows[2]]) + "\n")
+    with pytest.raises(DataError, match=r"metadata.csv:3: every row or none must name a speaker"):
+        scan_corpus(lj)
+
+    folders = tmp_path / "folders"
+    for speaker, name in (("p2", "a"), ("p1", "b"), ("p1", "c/d")):
+        write_audio(folders / speaker / f"{name}.wav", tone(0.2, RATE), RATE)
+    assert [(e.id, e.speaker) for e in scan_corpus(folders)] == [
+        ("p1_b", "p1"),
+        ("p1_c_d", "p1"),
+        ("p2_a", "p2"),
+    ]
+    write_audio(folders / "loose.wav", tone(0.2, RATE), RATE)  # one file outside any speaker
+    assert {e.speaker for e in scan_corpus(folders)} == {None}
+
+
+def test_preprocess_records_speakers_and_the_dataset_emits_their_ids(tmp_path):
+    corpus = tmp_path / "corpus"
+    for i in range(6):
+        speaker = ("zoe", "adam", "mia")[i % 3]
+        write_audio(corpus / speaker / f"u{i}.wav", tone(0.6, RATE, 150 + 20 * i, seed=i), RATE)
+    preprocess_corpus(corpus, tmp_path / "dump", AUDIO, DATA)
+    cache = FeatureCache(tmp_path / "dump", AUDIO)
+    assert cache.speakers == {"adam": 0, "mia": 1, "zoe": 2}  # sorted names
+    ds = SegmentDataset(cache, "train", segment_length=DATA.segment_length)
+    items = [ds[i] for i in range(len(ds))]
+    names = {r["id"]: r["speaker"] for r in cache.entries()}
+    assert all(cache.speakers[names[it["id"]]] == it["speaker"] for it in items)
+    batch = Collate(AUDIO.hop_length, ds.silence)(items)
+    assert batch["speaker"].dtype == torch.long
+    assert batch["speaker"].tolist() == [it["speaker"] for it in items]
+    cache.check_speakers(0)  # a model without speaker embeddings suits any corpus
+    cache.check_speakers(3)
+    with pytest.raises(DataError, match=r"dump: the corpus has 3 speakers but teacher.speakers"):
+        cache.check_speakers(2)
+
+
+def test_preprocess_writes_config_yaml_through_the_api(tmp_path):
+    corpus = make_ljspeech(tmp_path / "c", n=4)
+    preprocess_corpus(corpus, tmp_path / "dump", AUDIO, DATA)
+    written = yaml.safe_load((tmp_path / "dump" / "config.yaml").read_text())
+    assert sorted(written) == ["audio", "data"]  # the settings the cache depends on
+    assert AudioConfig(**written["audio"]) == AUDIO and DataConfig(**written["data"]) == DATA
+    cfg = load_config(None, [*OVERRIDES, "teacher.layers=4"])
+    preprocess_corpus(corpus, tmp_path / "dump2", cfg.audio, cfg.data, config=cfg)
+    assert load_config(tmp_path / "dump2" / "config.yaml") == cfg
+    with pytest.raises(ValueError, match=r"config\.audio and config\.data"):
+        preprocess_corpus(corpus, tmp_path / "dump3", AUDIO, DATA, config=cfg)

@@ -8,24 +8,16 @@ import pytest
 import torch
 from flow_contract import assert_lower_triangular, check_bijection, check_flow, jacobian
 
-from pwavenet.toy.flows import (
-    IAF,
-    MADE,
-    MAF,
+from pwavenet.toy.autoregressive import IAF, MADE, MAF, autoregressive_flow
+from pwavenet.toy.base import Composite, FlowModel, Permutation, Rescaling, StandardBase
+from pwavenet.toy.coupling import (
     AdditiveCoupling,
     AffineCoupling,
-    Composite,
-    FlowModel,
-    Permutation,
-    Planar,
-    Rescaling,
-    StandardBase,
     additive_couplings,
     affine_couplings,
-    autoregressive_flow,
-    planar_flow,
 )
-from pwavenet.toy.toy2d import one_thread
+from pwavenet.toy.fitting import one_thread
+from pwavenet.toy.planar import Planar, planar_flow
 
 D = 4
 HIDDEN = (12, 12)

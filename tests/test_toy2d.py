@@ -9,19 +9,16 @@ import pytest
 import torch
 
 from pwavenet.cli import toy2d_main as main
-from pwavenet.toy.flows import autoregressive_flow
-from pwavenet.toy.toy2d import (
-    SHAPES,
-    Toy2dError,
+from pwavenet.toy.autoregressive import autoregressive_flow
+from pwavenet.toy.fitting import (
     distill,
     fit_maximum_likelihood,
     fit_reverse_kl,
-    ks_distance,
-    make_target,
     one_thread,
     reverse_kl,
-    run_toy2d,
 )
+from pwavenet.toy.targets import SHAPES, make_target
+from pwavenet.toy.toy2d import Toy2dError, ks_distance, run_toy2d
 
 BANANA_ENTROPY = math.log(2 * math.pi * math.e) + math.log(2.0)  # H(x2) + H(x1 | x2), std 2 and 1
 

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 from training_setup import make_dump, tiny_config
 
-from pwavenet.data.dataset import FeatureCache
+from pwavenet.data.cache import FeatureCache
 from pwavenet.models.export import ExportError, load_teacher, save_export
 from pwavenet.train.teacher import (
     TeacherTask,

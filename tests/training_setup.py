@@ -39,8 +39,8 @@ def tiny_config(*extra: str) -> Config:
 
 
 def make_dump(root: Path, utterances: int = 12) -> Path:
-    from pwavenet.data.dataset import preprocess_corpus
     from pwavenet.data.make_corpus import make_corpus
+    from pwavenet.data.preprocess import preprocess_corpus
 
     cfg = tiny_config()
     corpus = make_corpus(

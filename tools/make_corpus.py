@@ -2,7 +2,8 @@
 """Write the synthetic speech-like corpus: the same as ``pwavenet make-corpus``.
 
 Usage: ``python tools/make_corpus.py OUT [--utterances N] [--seed S] [--sample-rate SR]
-[--min-seconds A] [--max-seconds B] [--engine synthetic|espeak]`` (``--help`` for details).
+[--min-seconds A] [--max-seconds B] [--engine synthetic|espeak] [--speakers N]``
+(``--help`` for details).
 The generator itself lives in :mod:`pwavenet.data.make_corpus`; this script exists so the corpus
 can be made from a checkout with one obvious command.
 """

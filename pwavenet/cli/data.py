@@ -33,6 +33,13 @@ def _add_make_corpus(sub: argparse._SubParsersAction) -> Handler:
         help="Use the built-in synthesizer, or espeak-ng (when installed) to speak random "
         "sentences.",
     )
+    p.add_argument(
+        "--speakers",
+        type=int,
+        default=0,
+        help="Make a multi-speaker corpus: utterance i is spoken by speaker i %% N, named in a "
+        "4th metadata.csv field (default 0: every utterance has a voice of its own).",
+    )
     return _run_make_corpus
 
 
@@ -49,6 +56,7 @@ def _run_make_corpus(args: argparse.Namespace) -> int:
         min_seconds=args.min_seconds,
         max_seconds=args.max_seconds,
         engine=args.engine,
+        speakers=args.speakers,
         progress=progress_bar("make-corpus", "utt"),
     )
     wavs = sorted((out / "wavs").glob("*.wav"))
@@ -81,8 +89,9 @@ def _add_preprocess(sub: argparse._SubParsersAction) -> Handler:
 
 
 def _run_preprocess(args: argparse.Namespace) -> int:
-    from ..config import load_config, save_config
-    from ..data.dataset import preprocess_corpus
+    from ..config import load_config
+    from ..data.cache import FeatureCache
+    from ..data.preprocess import preprocess_corpus
 
     cfg = load_config(args.config, args.overrides)
     report = preprocess_corpus(
@@ -90,13 +99,11 @@ def _run_preprocess(args: argparse.Namespace) -> int:
         args.out,
         cfg.audio,
         cfg.data,
+        config=cfg,
         strict=args.strict,
         progress=progress_bar("preprocess"),
         on_skip=lambda path, cause: echo(f"skipped {path}: {cause}"),
     )
-    save_config(cfg, args.out / "config.yaml")
-    from ..data.dataset import FeatureCache
-
     cache = FeatureCache(args.out)
     counts = " / ".join(f"{s} {len(cache.entries(s))}" for s in ("train", "valid", "test"))
     print(

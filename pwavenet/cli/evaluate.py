@@ -117,7 +117,7 @@ def _evaluate(args: argparse.Namespace) -> tuple[dict, Path]:
     if (features / META).is_file():
         audio = export_audio(features)
     else:
-        from ..data.dataset import FeatureCache
+        from ..data.cache import FeatureCache
 
         audio = FeatureCache(features).audio
     for model, path in ((teacher, teacher_dir), (student, args.student)):

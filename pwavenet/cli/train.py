@@ -59,7 +59,7 @@ def _add_eval_teacher(sub: argparse._SubParsersAction) -> Handler:
 
 
 def _run_eval_teacher(args: argparse.Namespace) -> int:
-    from ..data.dataset import FeatureCache
+    from ..data.cache import FeatureCache
     from ..fileio import write_json
     from ..models.export import load_teacher
     from ..train.teacher import evaluate_teacher, mean_bits

@@ -7,7 +7,8 @@ the seeded source-filter synthesiser of :mod:`pwavenet.data.speech` (utterance `
 Layout written by :func:`make_corpus`::
 
     OUT/wavs/<id>.wav      16-bit PCM mono
-    OUT/metadata.csv       id|text|normalized text  (utf-8, no header; written last)
+    OUT/metadata.csv       id|text|normalized text[|speaker]  (utf-8, no header; written last;
+                           the speaker field only in a multi-speaker corpus, ``speakers > 0``)
     OUT/ground_truth.json  {"generator": {...parameters}, "utterances": {id: {"hop_seconds": 0.01,
                            "f0": [Hz, 0 = unvoiced, ...]}}}  (F0 for the synthetic engine only)
 
@@ -28,15 +29,17 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from ..audio import resample, write_wav
 from ..fileio import atomic_path
 from .speech import (
     F0_HOP_SECONDS,
     CorpusError,
     Utterance,
-    _check_args,
-    _finish,
-    _utterance_id,
+    check_args,
+    finish,
+    speaker_name,
     synthesize_utterance,
+    utterance_id,
 )
 
 logger = logging.getLogger(__name__)
@@ -111,34 +114,33 @@ def _trim(audio: np.ndarray, rate: int, margin: float = 0.03) -> np.ndarray:
     return audio[max(0, loud[0] * hop - pad) : (loud[-1] + 1) * hop + pad]
 
 
-def _resample(audio: np.ndarray, rate: int, target: int) -> np.ndarray:
-    if rate == target:
-        return audio
-    try:
-        import soxr
-    except ImportError:
-        from math import gcd
-
-        from scipy.signal import resample_poly
-
-        g = gcd(rate, target)
-        return resample_poly(audio, target // g, rate // g)
-    return soxr.resample(audio, rate, target, quality="HQ")
+def _espeak_voice(rng: np.random.Generator) -> tuple[str, int, int]:
+    """An espeak-ng voice, speed (words per minute) and pitch (0-99)."""
+    return str(rng.choice(_ESPEAK_VOICES)), int(rng.integers(140, 190)), int(rng.integers(30, 70))
 
 
 def _espeak_utterance(
-    exe: str, index: int, *, seed: int, sample_rate: int, min_seconds: float, max_seconds: float
+    exe: str,
+    index: int,
+    *,
+    seed: int,
+    sample_rate: int,
+    min_seconds: float,
+    max_seconds: float,
+    speaker: int | None = None,
 ) -> Utterance:
-    """Random sentences spoken by espeak-ng until one fits ``[min_seconds, max_seconds]``."""
+    """Random sentences spoken by espeak-ng until one fits ``[min_seconds, max_seconds]``; a
+    ``speaker``'s voice, speed and pitch depend only on ``(seed, speaker)``."""
     rng = np.random.default_rng([seed, index, 1])
-    voice = str(rng.choice(_ESPEAK_VOICES))
-    speed, pitch = int(rng.integers(140, 190)), int(rng.integers(30, 70))
+    voice, speed, pitch = _espeak_voice(rng)  # drawn even for a speaker: the stream stays
+    if speaker is not None:
+        voice, speed, pitch = _espeak_voice(np.random.default_rng([seed, speaker, 3]))
     target = rng.uniform(min_seconds, max_seconds)
     words = [str(w) for w in rng.choice(_WORDS, size=max(1, round(2.4 * target)))]
     for _ in range(6):
         text = " ".join(words).capitalize() + "."
         raw, rate = _speak(exe, text, voice, speed, pitch)
-        audio = _resample(_trim(raw, rate), rate, sample_rate)
+        audio = resample(_trim(raw, rate).astype(np.float32), rate, sample_rate)
         seconds = len(audio) / sample_rate
         if min_seconds <= seconds <= max_seconds:
             break
@@ -149,9 +151,10 @@ def _espeak_utterance(
             break
         words = (words + [str(w) for w in rng.choice(_WORDS, size=len(words))])[:wanted]
     audio = _fit_length(audio, sample_rate, min_seconds, max_seconds, text)
-    audio = _finish(audio, rng.uniform(0.5, 0.9), rng.uniform(58.0, 66.0), rng)
-    uid = _utterance_id("espeak", index)
-    return Utterance(uid, text, text.lower(), audio, np.zeros(0, np.float32), sample_rate)
+    audio = finish(audio, rng.uniform(0.5, 0.9), rng.uniform(58.0, 66.0), rng)
+    uid = utterance_id("espeak", index)
+    name = None if speaker is None else speaker_name(speaker)
+    return Utterance(uid, text, text.lower(), audio, np.zeros(0, np.float32), sample_rate, name)
 
 
 def _fit_length(audio, rate: int, lo: float, hi: float, text: str) -> np.ndarray:
@@ -190,12 +193,6 @@ def _prepare(out: Path) -> None:
     (out / METADATA).unlink(missing_ok=True)  # a half-made corpus must have no metadata
 
 
-def _write_wav(path: Path, audio: np.ndarray, rate: int) -> None:
-    pcm = np.clip(np.round(audio.astype(np.float64) * 32767), -32768, 32767).astype(np.int16)
-    with atomic_path(path) as tmp:
-        sf.write(str(tmp), pcm, rate, format="WAV", subtype="PCM_16")
-
-
 def _write_text(path: Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
@@ -204,6 +201,21 @@ def _write_text(path: Path, text: str) -> None:
 def _write_truth(out: Path, generator: dict, truth: dict, complete: bool) -> None:
     data = {"generator": {**generator, "complete": complete}, "utterances": truth}
     _write_text(out / GROUND_TRUTH, json.dumps(data, separators=(",", ":")) + "\n")
+
+
+def _check(num_utterances: int, engine: str, speakers: int) -> None:
+    if not isinstance(num_utterances, (int, np.integer)) or num_utterances < 1:
+        raise CorpusError(f"num_utterances={num_utterances!r}: must be an integer >= 1")
+    if engine not in ENGINES:
+        raise CorpusError(f"engine={engine!r}: must be one of {', '.join(ENGINES)}")
+    if not isinstance(speakers, (int, np.integer)) or not 0 <= speakers <= num_utterances:
+        raise CorpusError(f"speakers={speakers!r}: must be an integer from 0 to num_utterances")
+
+
+def _metadata_row(utt: Utterance) -> str:
+    """``id|text|normalized``, and ``|speaker`` in a multi-speaker corpus."""
+    speaker = "" if utt.speaker is None else f"|{utt.speaker}"
+    return f"{utt.id}|{utt.text}|{utt.phones}{speaker}\n"
 
 
 def make_corpus(
@@ -215,46 +227,48 @@ def make_corpus(
     min_seconds: float = 1.0,
     max_seconds: float = 4.0,
     engine: str = "synthetic",
+    speakers: int = 0,
     progress: Callable[[Iterable], Iterable] | None = None,
 ) -> Path:
     """Write a corpus in the LJSpeech layout (see the module docstring) and return ``out_dir``.
 
     ``engine="synthetic"`` is the seeded source-filter synthesiser (byte-identical files for a
     seed); ``engine="espeak"`` speaks random sentences with the ``espeak-ng`` executable (no F0
-    ground truth). Every file is written atomically and ``metadata.csv`` last. A non-empty
-    ``out_dir`` is refused unless it holds a corpus made by this function, which is replaced.
-    ``progress`` optionally wraps the utterance loop (e.g. ``tqdm``).
+    ground truth). ``speakers > 0`` makes a multi-speaker corpus: utterance ``i`` is spoken by
+    speaker ``i % speakers`` (named ``spk01``, ...) in that speaker's voice, and ``metadata.csv``
+    gets the speaker as a 4th field; with 0 every utterance has a voice of its own. Every file
+    is written atomically and ``metadata.csv`` last. A non-empty ``out_dir`` is refused unless
+    it holds a corpus made by this function, which is replaced. ``progress`` optionally wraps
+    the utterance loop (e.g. ``tqdm``).
     """
     out = Path(out_dir)
-    _check_args(sample_rate, min_seconds, max_seconds, seed)
-    if not isinstance(num_utterances, (int, np.integer)) or num_utterances < 1:
-        raise CorpusError(f"num_utterances={num_utterances!r}: must be an integer >= 1")
-    if engine not in ENGINES:
-        raise CorpusError(f"engine={engine!r}: must be one of {', '.join(ENGINES)}")
+    check_args(sample_rate, min_seconds, max_seconds, seed)
+    _check(num_utterances, engine, speakers)
     exe = _find_espeak(out) if engine == "espeak" else ""
     _prepare(out)
-    generator = {
-        "format": _FORMAT,
-        "engine": engine,
-        "num_utterances": int(num_utterances),
+    kwargs = {
         "seed": int(seed),
         "sample_rate": int(sample_rate),
         "min_seconds": float(min_seconds),
         "max_seconds": float(max_seconds),
     }
+    generator = {"format": _FORMAT, "engine": engine, "num_utterances": int(num_utterances)}
+    generator.update(kwargs)
+    if speakers:  # only then, so that single-voice corpora stay byte-identical
+        generator["speakers"] = int(speakers)
     _write_truth(out, generator, {}, complete=False)
-    lengths = {"min_seconds": min_seconds, "max_seconds": max_seconds}
     rows, truth, ids = [], {}, set()
     indices: Iterable[int] = range(num_utterances)
     for i in progress(indices) if progress is not None else indices:
+        speaker = i % speakers if speakers else None
         if engine == "espeak":
-            utt = _espeak_utterance(exe, i, seed=seed, sample_rate=sample_rate, **lengths)
+            utt = _espeak_utterance(exe, i, speaker=speaker, **kwargs)
         else:
-            utt = synthesize_utterance(i, seed=seed, sample_rate=sample_rate, **lengths)
+            utt = synthesize_utterance(i, speaker=speaker, **kwargs)
             f0 = [round(float(v), 1) for v in utt.f0]
             truth[utt.id] = {"hop_seconds": F0_HOP_SECONDS, "f0": f0}
-        _write_wav(out / "wavs" / f"{utt.id}.wav", utt.audio, sample_rate)
-        rows.append(f"{utt.id}|{utt.text}|{utt.phones}\n")
+        write_wav(out / "wavs" / f"{utt.id}.wav", utt.audio, sample_rate)
+        rows.append(_metadata_row(utt))
         ids.add(f"{utt.id}.wav")
     for stale in (out / "wavs").iterdir():
         if _OWN_WAV.fullmatch(stale.name) and stale.name not in ids:

@@ -31,7 +31,7 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,37 +40,34 @@ from torch import Tensor
 
 from ..errors import PwavenetError
 from ..fileio import atomic_path, write_json
-from ..models.distributions import Gaussian
-from .flows import (
-    FlowModel,
-    additive_couplings,
-    affine_couplings,
-    autoregressive_flow,
-    planar_flow,
+from .autoregressive import autoregressive_flow
+from .base import FlowModel
+from .coupling import additive_couplings, affine_couplings
+from .figures import diagnostic_figure, grid_figure
+from .fitting import (
+    Progress,
+    distill,
+    fit_maximum_likelihood,
+    fit_reverse_kl,
+    one_thread,
+    reverse_kl,
 )
+from .planar import planar_flow
+from .targets import SHAPES, Target, make_target
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "FULL",
+    "MODELS",
     "QUICK",
-    "Banana",
-    "GaussianMixture",
+    "TEACHER",
     "Toy2dConfig",
     "Toy2dError",
-    "distill",
-    "fit_maximum_likelihood",
-    "fit_reverse_kl",
     "format_table",
     "ks_distance",
-    "make_target",
-    "one_thread",
-    "reverse_kl",
     "run_toy2d",
 ]
-
-Progress = Callable[[Iterable[int], str], Iterable[int]]
-SHAPES = ("banana", "moons", "ring")
 
 
 class Toy2dError(PwavenetError):
@@ -111,197 +108,6 @@ QUICK = Toy2dConfig(
 )
 
 
-# ----------------------------------------------------------------------------- targets
-
-
-class Banana:
-    """Seed 002's density ``N(x2 | 0, 4) N(x1 | x2^2 / 4, 1)`` (variance 4: std 2), normalised."""
-
-    name, title = "banana", "seed 002: N(x2|0,4) N(x1|x2²/4,1)"
-    extent = (-4.0, 12.0, -7.0, 7.0)  # x1 from, to; x2 from, to
-
-    def log_density(self, x: Tensor) -> Tensor:
-        """``x: (B, 2) -> (B,)``."""
-        x1, x2 = x.unbind(-1)
-        zero = torch.zeros_like(x1)
-        log_p2 = Gaussian(zero, zero + math.log(2.0)).log_prob(x2)
-        return log_p2 + Gaussian(x2 * x2 / 4.0, zero).log_prob(x1)
-
-    def sample(self, n: int, generator: torch.Generator) -> Tensor:
-        """``(n, 2)`` exact draws."""
-        g = torch.randn(n, 2, generator=generator)
-        x2 = 2.0 * g[:, 1]
-        return torch.stack([x2 * x2 / 4.0 + g[:, 0], x2], dim=-1)
-
-
-class GaussianMixture:
-    """Equal-weight mixture of isotropic Gaussians with ``means: (K, 2)`` and one ``std``."""
-
-    def __init__(
-        self, name: str, title: str, means: Tensor, std: float, extent: tuple[float, ...]
-    ) -> None:
-        self.name, self.title, self.means, self.std, self.extent = name, title, means, std, extent
-
-    def log_density(self, x: Tensor) -> Tensor:
-        """``x: (B, 2) -> (B,)``, normalised."""
-        d2 = (x[:, None, :] - self.means.to(x.dtype)).pow(2).sum(-1)  # (B, K)
-        log_k = -0.5 * d2 / self.std**2 - math.log(2.0 * math.pi * self.std**2)
-        return torch.logsumexp(log_k, dim=-1) - math.log(self.means.shape[0])
-
-    def sample(self, n: int, generator: torch.Generator) -> Tensor:
-        """``(n, 2)`` exact draws."""
-        k = torch.randint(self.means.shape[0], (n,), generator=generator)
-        return self.means[k] + self.std * torch.randn(n, 2, generator=generator)
-
-
-def make_target(name: str) -> Banana | GaussianMixture:
-    """``"banana"``, ``"moons"`` or ``"ring"``.
-
-    The moons are the usual two half circles (radius 1, the lower one shifted by (1, -0.5)),
-    centred and scaled by 2, as 128 Gaussians of std 0.2 evenly spaced along each arc (spacing
-    0.05: indistinguishable from noise around a continuous arc). The ring has 8 Gaussians of
-    std 0.4 on a circle of radius 3.
-    """
-    if name == "banana":
-        return Banana()
-    if name == "moons":
-        t = (torch.arange(128) + 0.5) * math.pi / 128
-        upper = torch.stack([t.cos(), t.sin()], -1)
-        lower = torch.stack([1.0 - t.cos(), 0.5 - t.sin()], -1)
-        means = 2.0 * (torch.cat([upper, lower]) - torch.tensor([0.5, 0.25]))
-        return GaussianMixture("moons", "two moons", means, 0.2, (-3.5, 3.5, -2.5, 2.5))
-    if name == "ring":
-        t = torch.arange(8) * (2.0 * math.pi / 8)
-        means = 3.0 * torch.stack([t.cos(), t.sin()], -1)
-        return GaussianMixture("ring", "ring of 8 Gaussians", means, 0.4, (-4.5, 4.5, -4.5, 4.5))
-    raise ValueError(f"unknown target {name!r}; expected one of {', '.join(SHAPES)}")
-
-
-# ----------------------------------------------------------------------------- training
-
-
-def _steps(steps: int, progress: Progress | None, desc: str) -> Iterable[int]:
-    return progress(range(steps), desc) if progress is not None else range(steps)
-
-
-def _optimise(
-    model: FlowModel,
-    loss_fn: Callable[[torch.Generator], Tensor],
-    *,
-    steps: int,
-    lr: float,
-    seed: int,
-    progress: Progress | None,
-    desc: str,
-) -> list[float]:
-    """Adam on ``loss_fn(generator)`` with a cosine learning rate and gradient clipping; the
-    per-step losses."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
-    g = torch.Generator().manual_seed(seed)
-    losses = []
-    with one_thread():
-        for _ in _steps(steps, progress, desc):
-            loss = loss_fn(g)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 10.0)
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
-    return losses
-
-
-def fit_maximum_likelihood(
-    model: FlowModel,
-    data: Tensor,
-    *,
-    steps: int,
-    batch_size: int,
-    lr: float,
-    seed: int = 0,
-    progress: Progress | None = None,
-    desc: str = "max likelihood",
-) -> list[float]:
-    """Minimise the forward KL, ``-mean log q(x)`` over minibatches of ``data: (N, D)``; returns
-    the per-step losses (nats)."""
-
-    def loss(g: torch.Generator) -> Tensor:
-        batch = data[torch.randint(data.shape[0], (batch_size,), generator=g)]
-        return -model.log_prob(batch).mean()
-
-    return _optimise(model, loss, steps=steps, lr=lr, seed=seed, progress=progress, desc=desc)
-
-
-def reverse_kl(
-    model: FlowModel, log_density: Callable[[Tensor], Tensor], n: int, generator: torch.Generator
-) -> Tensor:
-    """Monte Carlo ``E_q[log q(x) - log p(x)]`` over ``n`` reparameterised samples of the model:
-    differentiable; equal to ``KL(q || p)`` when ``log_density`` is normalised, otherwise off by
-    its log normaliser."""
-    x, log_q = model.rsample_with_log_prob(n, generator)
-    return (log_q - log_density(x)).mean()
-
-
-def fit_reverse_kl(
-    model: FlowModel,
-    log_density: Callable[[Tensor], Tensor],
-    *,
-    steps: int,
-    batch_size: int,
-    lr: float,
-    seed: int = 0,
-    progress: Progress | None = None,
-    desc: str = "reverse KL",
-) -> list[float]:
-    """Minimise ``KL(model || p)`` given only ``log_density: (B, D) -> (B,)`` (unnormalised is
-    fine): samples and their scores come from the model's forward pass, so an IAF trains
-    without its slow inverse. Returns the per-step estimates."""
-
-    def loss(g: torch.Generator) -> Tensor:
-        return reverse_kl(model, log_density, batch_size, g)
-
-    return _optimise(model, loss, steps=steps, lr=lr, seed=seed, progress=progress, desc=desc)
-
-
-def distill(
-    student: FlowModel,
-    teacher: FlowModel,
-    *,
-    steps: int,
-    batch_size: int,
-    lr: float,
-    seed: int = 0,
-    eval_samples: int = 20_000,
-    progress: Progress | None = None,
-    desc: str = "distill",
-) -> dict[str, float]:
-    """Probability density distillation in 2-D: the student samples and scores itself in one
-    pass, the frozen teacher scores the samples in one pass (a MAF's fast direction), and the
-    gradient of ``KL(student || teacher)`` reaches the student through the teacher's input.
-    Returns the KL before and after (``eval_samples`` draws from a fixed generator)."""
-    teacher.eval().requires_grad_(False)
-
-    def kl_now() -> float:
-        with torch.no_grad():
-            g = torch.Generator().manual_seed(seed + 1)
-            return float(reverse_kl(student, teacher.log_prob, eval_samples, g))
-
-    before = kl_now()
-    fit_reverse_kl(
-        student,
-        teacher.log_prob,
-        steps=steps,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        progress=progress,
-        desc=desc,
-    )
-    return {"kl_teacher_before": before, "kl_teacher_after": kl_now()}
-
-
 # ----------------------------------------------------------------------------- metrics
 
 
@@ -328,7 +134,7 @@ def _wall(fn: Callable[[], Any], repeats: int) -> float:
 @torch.no_grad()
 def _evaluate(
     model: FlowModel,
-    target: Banana | GaussianMixture,
+    target: Target,
     train: Tensor,
     test: Tensor,
     timing: Tensor,
@@ -406,19 +212,6 @@ MODELS = (
 TEACHER = "MAF"
 
 
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Torch limited to one intra-op thread inside the block. These models are far too small to
-    split: on a 2-core CPU two threads made training steps up to 5x slower whenever the other
-    core was busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _subseed(seed: int, *path: int) -> int:
     """A seed for one part of a run (a target's data, one model), distinct for every path."""
     digest = hashlib.sha256(repr((seed, *path)).encode()).digest()
@@ -436,7 +229,7 @@ def _seeded(seed: int) -> Iterator[None]:
 def _fit(
     spec: _Spec,
     model: FlowModel,
-    target: Banana | GaussianMixture,
+    target: Target,
     train: Tensor,
     trained: dict[str, FlowModel],
     cfg: Toy2dConfig,
@@ -526,10 +319,13 @@ def _run(
 def _write_outputs(
     out: Path, result: dict[str, Any], figure_data: dict[str, Any], cfg: Toy2dConfig, seed: int
 ) -> None:
+    names = [spec.name for spec in MODELS]
+    grid = grid_figure(figure_data, names, pixels=cfg.grid, scatter=cfg.scatter, seed=seed)
     with atomic_path(out / "toy2d.png") as tmp:
-        _grid_figure(figure_data, cfg, seed).savefig(tmp, format="png")
+        grid.savefig(tmp, format="png")
+    diagnostic = diagnostic_figure(figure_data, result, teacher=TEACHER, scatter=cfg.scatter)
     with atomic_path(out / "toy2d_diagnostic.png") as tmp:
-        _diagnostic_figure(figure_data, result, cfg).savefig(tmp, format="png")
+        diagnostic.savefig(tmp, format="png")
     with atomic_path(out / "toy2d.md") as tmp:
         tmp.write_text(format_table(result), encoding="utf-8")
     write_json(out / "toy2d.json", result)
@@ -572,64 +368,3 @@ def format_table(result: dict[str, Any]) -> str:
         f"points mapped to noise and the base (95 % critical value {1.36 / math.sqrt(n):.3f})"
     )
     return "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"
-
-
-def _figure(rows: int, cols: int, size: float) -> tuple[Any, Any]:
-    """A matplotlib figure and its axes grid, without pyplot (no global backend state)."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(size * cols, size * rows), dpi=80, layout="constrained")
-    return fig, fig.subplots(rows, cols, squeeze=False)
-
-
-def _style(ax: Any, extent: Sequence[float], title: str = "") -> None:
-    ax.set_xlim(extent[0], extent[1])
-    ax.set_ylim(extent[2], extent[3])
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_title(title, fontsize=9)
-
-
-@torch.no_grad()
-def _grid_figure(figure_data: dict[str, Any], cfg: Toy2dConfig, seed: int) -> Any:
-    """Rows: each target's density, then its samples; columns: the target and every model."""
-    names = [spec.name for spec in MODELS]
-    fig, axes = _figure(2 * len(figure_data), 1 + len(names), 2.0)
-    for r, (target, _, trained) in enumerate(figure_data.values()):
-        e = target.extent
-        xs = torch.linspace(e[0], e[1], cfg.grid)
-        ys = torch.linspace(e[2], e[3], cfg.grid)
-        grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1).reshape(-1, 2)
-        g = torch.Generator().manual_seed(seed)
-        panels = [("target", target.log_density, target.sample)]
-        panels += [(n, trained[n].log_prob, trained[n].sample) for n in names]
-        for c, (title, log_density, sample) in enumerate(panels):
-            density = log_density(grid).exp().reshape(cfg.grid, cfg.grid)
-            axes[2 * r, c].imshow(density.numpy(), extent=e, origin="lower", aspect="auto")
-            _style(axes[2 * r, c], e, f"{target.name}: {title}" if c == 0 else title)
-            points = sample(cfg.scatter, g).numpy()
-            axes[2 * r + 1, c].scatter(points[:, 0], points[:, 1], s=1, alpha=0.4, lw=0)
-            _style(axes[2 * r + 1, c], e, "samples")
-    return fig
-
-
-@torch.no_grad()
-def _diagnostic_figure(
-    figure_data: dict[str, Any], result: dict[str, Any], cfg: Toy2dConfig
-) -> Any:
-    """The seeds' diagnostic: training data mapped to noise by a single MADE and by the MAF,
-    against circles of radius 1, 2 and 3 of the standard Gaussian base."""
-    fig, axes = _figure(len(figure_data), 2, 3.0)
-    fig.suptitle("training data mapped to noise, u = f⁻¹(x); circles: radius 1, 2, 3", fontsize=9)
-    for r, (shape, (target, train, trained)) in enumerate(figure_data.items()):
-        for c, name in enumerate(("MADE", TEACHER)):
-            u = trained[name].flow.inverse(train[: cfg.scatter])[0].numpy()
-            ax = axes[r, c]
-            ax.scatter(u[:, 0], u[:, 1], s=1, alpha=0.5, lw=0)
-            for radius in (1, 2, 3):
-                circle = torch.linspace(0, 2 * math.pi, 200)
-                ax.plot(radius * circle.cos(), radius * circle.sin(), lw=0.5, color="gray")
-            ks = result["shapes"][shape]["models"][name]["ks"]
-            ax.set_aspect("equal")
-            _style(ax, (-4.5, 4.5, -4.5, 4.5), f"{target.name}: {name} u (KS {ks:.3f})")
-    return fig

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..config import LOSS_TERMS, AudioConfig, Config, DistillConfig, audio_mismatch
-from ..data.dataset import FeatureCache
+from ..data.cache import FeatureCache
 from ..errors import ConfigError, DataError
 from ..models.export import WEIGHTS
 from ..models.student import Student, log_scale_for_step_size

@@ -17,7 +17,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..config import Config, save_config
-from ..data.dataset import Collate, EpochSampler, FeatureCache, SegmentDataset
+from ..data.cache import FeatureCache
+from ..data.dataset import Collate, EpochSampler, SegmentDataset
 from ..errors import DataError
 from ..models.export import save_export
 from .trainer import Trainer, latest_checkpoint
@@ -39,6 +40,7 @@ def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
 def make_loaders(cfg: Config, cache: FeatureCache, processes: int) -> tuple[DataLoader, DataLoader]:
     """Training segments (deterministic per epoch, for exact resume) and whole validation
     utterances, one per batch."""
+    cache.check_speakers(cfg.teacher.speakers)
     train = SegmentDataset(cache, "train", segment_length=cfg.data.segment_length)
     per_epoch = cfg.data.batch_size * processes * cfg.train.grad_accum
     train.repeat = max(1, math.ceil(per_epoch / len(train.rows)))

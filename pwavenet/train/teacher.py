@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from ..config import Config, audio_mismatch
-from ..data.dataset import FeatureCache, SegmentDataset
+from ..data.cache import FeatureCache
+from ..data.dataset import SegmentDataset
 from ..errors import DataError
 from ..models.teacher import WaveNet
 from .runs import fit_and_export, make_trainer, sample_mask, to_device
@@ -153,7 +154,9 @@ def evaluate_teacher(
     rows = []
     for i in range(len(ds.rows)):
         item = ds[i]
-        lp = log_prob(model, item["audio"][None].to(device), item["mel"][None].to(device))
+        speaker = torch.tensor([item["speaker"]], device=device) if "speaker" in item else None
+        audio, mel = item["audio"][None].to(device), item["mel"][None].to(device)
+        lp = log_prob(model, audio, mel, speaker)
         rows.append({"id": item["id"], "samples": lp.shape[-1], "bits": bits_per_sample(lp)})
     return rows
 
