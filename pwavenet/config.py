@@ -9,20 +9,19 @@ output with :func:`save_config` so a run can always be reproduced.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import json
 import math
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import yaml
 
 from .errors import ConfigError
 from .fileio import atomic_path
+from .schema import build_dataclass, unknown_key
 
 __all__ = [
     "AudioConfig",
@@ -234,122 +233,9 @@ class Config:
                 )
 
 
-# --------------------------------------------------------------------------- conversion
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _to_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
-        return value.lower() in ("true", "yes")
-    raise ValueError(value)
-
-
-def _to_number(value: Any, tp: type) -> Any:
-    """``value`` as an int or a float (``tp``); a bool is an int to Python, never to a config,
-    and PyYAML reads "2e-4" (no dot) as a string."""
-    if isinstance(value, bool) or (
-        tp is int and isinstance(value, float) and not value.is_integer()
-    ):
-        raise ValueError(value)
-    if isinstance(value, (int, float, str)):
-        return tp(value)
-    raise ValueError(value)
-
-
-def _to_str(value: Any) -> str:
-    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-        return str(value)
-    raise ValueError(value)
-
-
-# Scalar annotation -> converter of a YAML value (ValueError when it does not convert).
-_SCALARS: dict[Any, Any] = {
-    bool: _to_bool,
-    int: lambda v: _to_number(v, int),
-    float: lambda v: _to_number(v, float),
-    str: _to_str,
-}
-
-
-def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
-    """Convert a YAML value to the annotated type, or raise a ConfigError naming the key."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    bad = ConfigError(f"{where}: {key} must be {_type_name(tp)}, got {value!r}")
-    if origin in (Union, types.UnionType):
-        return _coerce_union(value, args, key, where, bad)
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{where}: {key} must be one of {list(args)}, got {value!r}")
-        return value
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise bad
-        return [_coerce(v, args[0], f"{key}[{i}]", where) for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise bad
-        return {
-            _coerce(k, args[0], key, where): _coerce(v, args[1], f"{key}.{k}", where)
-            for k, v in value.items()
-        }
-    if tp in _SCALARS:
-        try:
-            return _SCALARS[tp](value)
-        except ValueError:
-            raise bad from None
-    raise ConfigError(f"{where}: {key} has an unsupported type {_type_name(tp)}")
-
-
-def _coerce_union(value: Any, args: tuple[Any, ...], key: str, where: str, bad: ConfigError) -> Any:
-    """The first member of a union (``X | None``) that ``value`` converts to; ``None`` (or
-    the string null/none) where the union admits None."""
-    if type(None) in args and (
-        value is None or (isinstance(value, str) and value.lower() in ("null", "none"))
-    ):
-        return None
-    for arg in args:
-        if arg is type(None):
-            continue
-        try:
-            return _coerce(value, arg, key, where)
-        except ConfigError:
-            pass
-    raise bad
-
-
-def _unknown_key(key: str, known: list[str], where: str) -> ConfigError:
-    close = difflib.get_close_matches(key.rsplit(".", 1)[-1], known, n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return ConfigError(f"{where}: unknown key '{key}'{hint}")
-
-
-def _build(cls: type, data: Any, prefix: str, where: str) -> Any:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: {prefix or 'the top level'} must be a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        full = f"{prefix}{key}"
-        if key not in names:
-            raise _unknown_key(full, names, where)
-        tp = hints[key]
-        if dataclasses.is_dataclass(tp):
-            kwargs[key] = _build(tp, value if value is not None else {}, f"{full}.", where)
-        else:
-            kwargs[key] = _coerce(value, tp, full, where)
-    return cls(**kwargs)
-
-
 def config_from_dict(data: dict[str, Any], where: str = "config") -> Config:
     """Build a :class:`Config` from a nested mapping; unknown keys raise :class:`ConfigError`."""
-    cfg = _build(Config, data or {}, "", where)
+    cfg = build_dataclass(Config, data or {}, "", where)
     cfg.validate(where)
     return cfg
 
@@ -366,7 +252,7 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any, where: str) -> None:
     for i, part in enumerate(parts):
         names = [f.name for f in dataclasses.fields(cls)]
         if part not in names:
-            raise _unknown_key(".".join(parts[: i + 1]), names, where)
+            raise unknown_key(".".join(parts[: i + 1]), names, where)
         tp = typing.get_type_hints(cls)[part]
         if i == len(parts) - 1:
             if dataclasses.is_dataclass(tp):

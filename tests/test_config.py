@@ -19,7 +19,7 @@ from pwavenet.config import (
 )
 from pwavenet.errors import ConfigError
 
-BASE = Path(__file__).resolve().parents[1] / "recipes" / "demo" / "conf" / "base.yaml"
+BASE = Path(__file__).resolve().parents[1] / "pwavenet" / "conf" / "demo" / "base.yaml"
 
 
 def write(path: Path, text: str) -> Path:

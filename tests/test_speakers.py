@@ -15,10 +15,10 @@ from pwavenet.data.make_corpus import make_corpus
 from pwavenet.data.preprocess import preprocess_corpus
 from pwavenet.errors import DataError
 from pwavenet.models.export import load_teacher
+from pwavenet.train.runs import make_loaders
 from pwavenet.train.teacher import (
     build_teacher,
     evaluate_teacher,
-    make_loaders,
     make_teacher_trainer,
     train_teacher,
 )
