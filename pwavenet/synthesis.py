@@ -122,13 +122,15 @@ def synthesize(
     batch_size: int = 1,
     seed: int = 0,
     chunk_samples: int | None = None,
+    speaker: str | int | None = None,
     progress: Progress | None = None,
 ) -> list[dict[str, float | str]]:
     """Synthesize every utterance with any :class:`~pwavenet.models.vocoder.Vocoder` (its
     ``audio`` settings set, as the export loader does) and write ``<out>/<id>.wav``. Each
     utterance draws its noise from its own generator, seeded from ``seed`` and its id, so the
     output does not depend on the batching; ``chunk_samples`` and ``progress`` go to the
-    model's ``synthesize``.
+    model's ``synthesize``. ``speaker``: a speaker name of the training corpus or an id, for a
+    model conditioned on speakers (:meth:`~pwavenet.models.vocoder.Vocoder.speaker_ids`).
 
     Returns per-utterance rows ``{"id", "samples", "seconds", "samples_per_s", "rtf"}``; speed
     is that of the batch the utterance was in (wall time of the model call, WAV writing
@@ -139,6 +141,7 @@ def synthesize(
     out_dir = Path(out_dir)
     device = next(model.parameters()).device
     silence = silence_log_mel(audio_cfg.log_floor)
+    one = model.speaker_ids(speaker, 1)  # checked before anything is written
     rows: list[dict[str, float | str]] = []
     for batch in _batches(utterances, batch_size):
         lengths = [u.mel.shape[-1] * audio_cfg.hop_length for u in batch]
@@ -147,7 +150,12 @@ def synthesize(
         _sync(device)
         start = time.perf_counter()
         audio = model.synthesize(
-            mel, lengths=lengths, generator=gens, chunk_samples=chunk_samples, progress=progress
+            mel,
+            lengths=lengths,
+            speaker=None if one is None else one.expand(len(batch)),
+            generator=gens,
+            chunk_samples=chunk_samples,
+            progress=progress,
         )
         _sync(device)
         elapsed = time.perf_counter() - start
@@ -164,6 +172,7 @@ def synthesize(
             "device": str(device),
             "batch_size": batch_size,
             "chunk_samples": chunk_samples,
+            "speaker": speaker,
             "utterances": rows,
         },
     )

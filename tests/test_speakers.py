@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 from accelerate.utils import set_seed
 from training_setup import TINY, tiny_config
@@ -13,7 +15,7 @@ from pwavenet import cli
 from pwavenet.data.cache import FeatureCache
 from pwavenet.data.make_corpus import make_corpus
 from pwavenet.data.preprocess import preprocess_corpus
-from pwavenet.errors import DataError
+from pwavenet.errors import ConfigError, DataError
 from pwavenet.models.export import load_teacher
 from pwavenet.train.runs import make_loaders
 from pwavenet.train.teacher import (
@@ -79,11 +81,24 @@ def test_batches_carry_the_right_speaker_ids(dump, speakerless):
         assert all("speaker" not in batch for batch in loader)
 
 
-def test_a_teacher_trains_with_speaker_embeddings(dump, tmp_path):
-    cfg = tiny_config("teacher.speakers=2", "teacher.speaker_channels=4", "train.max_steps=3")
+SPEAKER_TEACHER = ("teacher.speakers=2", "teacher.speaker_channels=4", "train.max_steps=3")
+
+
+@pytest.fixture(scope="module")
+def speaker_teacher(dump, tmp_path_factory):
+    """A two-speaker teacher's export (3 steps), trained once for the tests below."""
+    from pwavenet.train.trainer import reset_accelerate
+
+    reset_accelerate()
+    run = tmp_path_factory.mktemp("speaker_teacher") / "run"
+    return train_teacher(tiny_config(*SPEAKER_TEACHER), dump, run, cpu=True)
+
+
+def test_a_teacher_trains_with_speaker_embeddings(dump, speaker_teacher):
+    cfg = tiny_config(*SPEAKER_TEACHER)
     set_seed(cfg.train.seed)  # the initialisation make_teacher_trainer starts from
     initial = build_teacher(cfg).speaker.weight.detach().clone()
-    model = load_teacher(train_teacher(cfg, dump, tmp_path / "run", cpu=True))
+    model = load_teacher(speaker_teacher)
     trained = model.speaker.weight.detach()
     assert trained.shape == (2, 4)
     assert (trained - initial).abs().amax(dim=1).min() > 0  # both speakers' rows learned
@@ -114,3 +129,32 @@ def test_config_and_corpus_mismatch_is_a_one_line_error(
     assert cli.main([*args, *TINY, f"teacher.speakers={slots}"]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"pwavenet: error: {folder}: {cause}") and err.count("\n") == 1
+
+
+def test_synthesis_names_the_speaker(dump, speaker_teacher, tmp_path, capsys):
+    model = load_teacher(speaker_teacher)
+    assert model.provenance["speakers"] == {"spk01": 0, "spk02": 1}  # recorded by training
+    mel = FeatureCache(dump).load(FeatureCache(dump).entries("test")[0])[1][:, :3]
+    np.save(tmp_path / "m.npy", mel.numpy())
+    args = ["synthesize", str(speaker_teacher), str(tmp_path / "m.npy"), "--seed", "3"]
+    wavs = {}
+    for name in ("spk01", "spk02", "1"):
+        assert cli.main([*args, "--out", str(tmp_path / name), "--speaker", name]) == 0
+        wavs[name], _ = sf.read(tmp_path / name / "m.wav", dtype="int16")
+    assert np.array_equal(wavs["spk02"], wavs["1"])  # a name and its id are one speaker
+    assert not np.array_equal(wavs["spk01"], wavs["spk02"])  # same noise, another voice
+    for extra, cause in (
+        ([], "conditioned on speakers: name one (spk01, spk02)"),
+        (["--speaker", "spk09"], "unknown speaker 'spk09'"),
+    ):
+        assert cli.main([*args, "--out", str(tmp_path / "bad"), *extra]) == 1
+        err = capsys.readouterr().err
+        assert cause in err and err.count("\n") == 1
+        assert not (tmp_path / "bad" / "m.wav").exists()
+
+
+def test_a_model_without_speakers_refuses_a_speaker(speakerless, tmp_path):
+    model = build_teacher(tiny_config())
+    assert model.speaker_ids(None, 2) is None
+    with pytest.raises(ConfigError, match="has no speaker conditioning"):
+        model.speaker_ids("spk01", 2)

@@ -41,6 +41,11 @@ def _add_synthesize(sub: argparse._SubParsersAction) -> Handler:
         "0 for one pass.",
     )
     p.add_argument("--seed", type=int, default=0, help="Sampling seed.")
+    p.add_argument(
+        "--speaker",
+        help="For a model trained on a corpus with speakers: the speaker's name in that corpus "
+        "(or its id).",
+    )
     p.add_argument("--device", default="cpu", help="Torch device, e.g. cpu or cuda.")
     p.add_argument(
         "--resample",
@@ -66,6 +71,7 @@ def _run_synthesize(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         seed=args.seed,
         chunk_samples=chunk,
+        speaker=args.speaker,
         progress=progress_bar(f"synthesize ({model.kind})", PROGRESS_UNIT[model.kind]),
     )
     for r in rows:

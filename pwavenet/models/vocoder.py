@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..config import AudioConfig
+from ..errors import ConfigError
 
 __all__ = ["Progress", "Vocoder"]
 
@@ -41,7 +42,11 @@ class Vocoder(nn.Module, ABC):
 
     provenance: dict[str, Any]
     """The export's ``extra`` record: what the run that made it wrote (its training ``steps``;
-    for a student the ``teacher`` export's path and ``teacher_sha256``). Empty until loaded."""
+    for a corpus with speakers its ``speakers`` ``{name: id}`` table; for a student the
+    ``teacher`` export's path and ``teacher_sha256``). Empty until loaded."""
+
+    speaker: nn.Embedding | None
+    """The speaker embedding table of a model conditioned on speakers, else ``None``."""
 
     def __init_subclass__(cls, *, kind: str | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -52,6 +57,25 @@ class Vocoder(nn.Module, ABC):
         super().__init__()
         self.audio = None
         self.provenance = {}
+
+    def speaker_ids(self, speaker: str | int | None, batch: int) -> torch.Tensor | None:
+        """``(batch,)`` ids for ``synthesize(speaker=...)`` from a speaker name of the training
+        corpus (the export's ``speakers`` table) or an id; ``None`` for a model without
+        speakers. Raises :class:`~pwavenet.errors.ConfigError` for a missing or unknown one."""
+        if self.speaker is None:
+            if speaker is not None:
+                raise ConfigError(f"this {self.kind} has no speaker conditioning (got {speaker!r})")
+            return None
+        table: dict[str, int] = self.provenance.get("speakers", {})
+        known = ", ".join(table) or f"ids 0-{self.speaker.num_embeddings - 1}"
+        if speaker is None:
+            raise ConfigError(f"this {self.kind} is conditioned on speakers: name one ({known})")
+        index = table.get(str(speaker))
+        if index is None and str(speaker).isdigit():
+            index = int(speaker)
+        if index is None or not 0 <= index < self.speaker.num_embeddings:
+            raise ConfigError(f"unknown speaker {speaker!r} (known: {known})")
+        return torch.full((batch,), index, dtype=torch.long, device=self.speaker.weight.device)
 
     @property
     @abstractmethod

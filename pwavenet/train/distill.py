@@ -341,6 +341,7 @@ def train_student(
         trainer,
         cfg,
         run_dir,
+        dump_dir=dump_dir,
         kind="student",
         model_args=student_args(cfg, log_scale_init),
         extra={

@@ -91,6 +91,7 @@ def fit_and_export(
     cfg: Config,
     run_dir: str | Path,
     *,
+    dump_dir: str | Path,
     kind: str,
     model_args: dict[str, Any],
     extra: dict[str, Any] | None = None,
@@ -99,8 +100,9 @@ def fit_and_export(
 ) -> Path:
     """What every training run does around its trainer: write the resolved config, resume from
     the newest checkpoint (with ``resume``), train to ``train.max_steps``, and write the
-    inference export ``run_dir/export`` (EMA weights; ``extra`` plus the step count in its
-    description) from the main process. Returns the export's path."""
+    inference export ``run_dir/export`` (EMA weights; ``extra``, the step count and, for a
+    corpus with speakers, its ``{name: id}`` table from ``dump_dir`` in its description) from the
+    main process. Returns the export's path."""
     run_dir = Path(run_dir)
     if trainer.accelerator.is_main_process:
         save_config(cfg, run_dir / "config.yaml")
@@ -116,7 +118,14 @@ def fit_and_export(
             kind=kind,
             model_args=model_args,
             cfg=cfg,
-            extra={"steps": trainer.progress.step, **(extra or {})},
+            extra={"steps": trainer.progress.step, **_speaker_record(dump_dir), **(extra or {})},
         )
     trainer.accelerator.wait_for_everyone()
     return export
+
+
+def _speaker_record(dump_dir: str | Path) -> dict[str, Any]:
+    """``{"speakers": {name: id}}`` of a corpus with speakers (what ``synthesize --speaker NAME``
+    resolves names with), else nothing."""
+    speakers = FeatureCache(dump_dir).speakers
+    return {"speakers": speakers} if speakers else {}

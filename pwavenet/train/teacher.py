@@ -135,7 +135,14 @@ def train_teacher(
     trainer = make_teacher_trainer(cfg, dump_dir, run_dir, cpu=cpu)
     args = teacher_args(cfg)
     return fit_and_export(
-        trainer, cfg, run_dir, kind="teacher", model_args=args, resume=resume, progress=progress
+        trainer,
+        cfg,
+        run_dir,
+        dump_dir=dump_dir,
+        kind="teacher",
+        model_args=args,
+        resume=resume,
+        progress=progress,
     )
 
 
