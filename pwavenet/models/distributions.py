@@ -51,9 +51,9 @@ LOG_SCALE_MIN = -16.0  # default floor for mixture log-scales (SPEC: <= about -1
 
 _LN2 = math.log(2.0)
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
-# Interior bins narrower than this many component scales take the midpoint rule (density at
-# the centre x bin width, with its curvature correction; relative error about 1e-6) as their
-# mass: the exact difference of two CDFs would lose its digits to cancellation there.
+# In float32, interior bins narrower than this many component scales take the midpoint rule
+# (density at the centre x bin width, with its curvature correction; relative error about
+# 1e-6) as their mass: the exact difference of two CDFs would lose its digits there.
 _MIDPOINT_MAX_WIDTH = 0.25
 
 
@@ -377,10 +377,11 @@ class DiscretizedMixtureLogistics:
 
         Per component, with a = (upper edge - mu) / s and b = (lower edge - mu) / s:
         first bin log sigmoid(a); last bin log sigmoid(-b); interior bins
-        :func:`log_diff_sigmoid` (a, b), or, where the bin is narrower than 0.25 component
-        scales, the log density at the bin centre + log(2h) plus a curvature correction of
-        order (2h/s)^2 / 24 (the CDF difference would lose its digits to cancellation there;
-        this value is accurate to about 1e-6 relative). Components are combined with
+        :func:`log_diff_sigmoid` (a, b), or, in float32 where the bin is narrower than 0.25
+        component scales, the log density at the bin centre + log(2h) plus a curvature
+        correction of order (2h/s)^2 / 24 (the float32 CDF difference would lose its digits
+        to cancellation there; this value is accurate to about 1e-6 relative; float64 keeps
+        about 11 digits, so it takes the difference: accurate to 1e-9). Combined with
         logsumexp. In float32, bin edges are carried as hi + lo pairs, so bins of components
         sharper than a bin are also accurate to about 1e-5 relative.
 
@@ -401,7 +402,8 @@ class DiscretizedMixtureLogistics:
         a = standardized_edge(index + 1)  # upper edge
         b = standardized_edge(index)  # lower edge
         width = inv_scale * (2.0 / n1)  # bin width in units of the component scale
-        exact = (width >= _MIDPOINT_MAX_WIDTH) & (a > b)
+        narrow = _MIDPOINT_MAX_WIDTH if dtype != torch.float64 else 0.0
+        exact = (width >= narrow) & (a > b)
         a_safe = torch.where(exact, a, torch.ones_like(a))
         b_safe = torch.where(exact, b, torch.zeros_like(b))
         log_exact = log_diff_sigmoid(a_safe, b_safe)
