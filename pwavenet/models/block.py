@@ -75,8 +75,9 @@ class ResidualBlock(nn.Module):
         gate_out: torch.Tensor | np.ndarray | None = None,
     ) -> BlockState:
         """Everything :meth:`step` needs, as arrays of the kind of ``like`` (see
-        :func:`step_array_like`): an empty queue, scratch buffers, and the weights as matrices
-        with constants folded in, so that a step is nine array calls:
+        :func:`~pwavenet.models.arrays.step_array_like`): an empty queue, scratch buffers,
+        and the weights as matrices with constants folded in, so that a step is nine array
+        calls:
 
         - ``sigmoid(b) = (1 + tanh(b / 2)) / 2``: the ``b`` columns of the conv (and of the
           conditioning, :meth:`cond_affine`) are halved, the gate is one ``tanh`` of the whole

@@ -39,7 +39,7 @@ class StepQueue:
     the last ``N`` samples are always the contiguous slots ``[p + 1, p + N]`` and the ``k`` taps
     are those slots with stride ``d``. The views for every ``p`` are made up front: a step then
     costs one write and one gather. ``like`` is a tensor (torch buffer on its device) or a numpy
-    array (numpy buffer, see :func:`array_module`).
+    array (numpy buffer, see :func:`~pwavenet.models.arrays.array_module`).
     """
 
     def __init__(

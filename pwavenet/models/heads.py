@@ -26,9 +26,10 @@ from .distributions import (
     sample_mixture_rows,
 )
 
-__all__ = ["HEADS", "GaussianHead", "MoLHead", "OutputHead", "Sampler"]
+__all__ = ["HEADS", "GaussianHead", "HeadDistribution", "MoLHead", "OutputHead", "Sampler"]
 
 Sampler = Callable[[Array, Array], Array]  # (params (B, C), noise (B, V)) -> samples (B,)
+HeadDistribution = DiscretizedMixtureLogistics | Gaussian  # what the heads' parameters describe
 
 
 class OutputHead:
@@ -47,7 +48,7 @@ class OutputHead:
         """Set the log-scale entries of the last layer's ``bias: (channels,)`` in place."""
         raise NotImplementedError
 
-    def distribution(self, params: torch.Tensor) -> DiscretizedMixtureLogistics | Gaussian:
+    def distribution(self, params: torch.Tensor) -> HeadDistribution:
         """The distribution of parameters ``(B, channels, T)``, batch shape ``(B, T)``."""
         raise NotImplementedError
 

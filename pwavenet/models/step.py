@@ -3,10 +3,11 @@ generation (:meth:`~pwavenet.models.teacher.WaveNet.generate`) and the IAF inver
 (:meth:`~pwavenet.models.student.IAFFlow.inverse_steps`).
 
 :class:`StepEngine` holds what a step needs, made once: every block's input queue and its
-weights as matrices with the constants folded in (:meth:`ResidualBlock.new_state`), the input
-conv, one buffer of every block's gate output (so that a model's skip outputs are one matrix
-product), and the conditioning of each step, projected for every layer a chunk of steps at a
-time (:func:`step_conditions`). The model adds what comes after the stack (the teacher's skip
+weights as matrices with the constants folded in
+(:meth:`~pwavenet.models.block.ResidualBlock.new_state`), the input conv, one buffer of every
+block's gate output (so that a model's skip outputs are one matrix product), and the
+conditioning of each step, projected for every layer a chunk of steps at a time
+(:func:`step_conditions`). The model adds what comes after the stack (the teacher's skip
 outputs and output head, the flow's output layer) and what it feeds back.
 """
 
@@ -90,10 +91,11 @@ def step_conditions(
 ) -> Iterator[Array]:
     """Each step's conditioning ``(layers, B, G)`` for single-step generation, from
     ``features: (B, C, T)`` and the blocks' stacked 1x1 projections ``weight (layers * G, C, 1)``,
-    ``bias (layers * G,)``, laid out as :meth:`ResidualBlock.step` takes it
-    (:meth:`ResidualBlock.cond_affine`). Projected ``chunk_steps`` at a time into a buffer that
-    stays in cache (the projection of a long utterance would not fit in memory); transposing one
-    ``(G, steps)`` matrix at a time is several times faster than one strided copy."""
+    ``bias (layers * G,)``, laid out as :meth:`~pwavenet.models.block.ResidualBlock.step`
+    takes it (:meth:`~pwavenet.models.block.ResidualBlock.cond_affine`). Projected
+    ``chunk_steps`` at a time into a buffer that stays in cache (the projection of a long
+    utterance would not fit in memory); transposing one ``(G, steps)`` matrix at a time is
+    several times faster than one strided copy."""
     batch, _, steps = features.shape
     layers, gate = len(blocks), blocks[0].conv.out_channels
     per_block = zip(*map(ResidualBlock.cond_affine, blocks), strict=True)

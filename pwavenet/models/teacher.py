@@ -19,8 +19,7 @@ from .arrays import Array, array_module, step_array_like, to_array, zeros
 from .block import ResidualBlock
 from .conditioning import Upsampler, extend_last_frame, mel_features
 from .conv import CausalConv1d, dilations, receptive_field
-from .distributions import DiscretizedMixtureLogistics, Gaussian
-from .heads import HEADS, OutputHead
+from .heads import HEADS, HeadDistribution, OutputHead
 from .step import StepEngine
 
 __all__ = ["WaveNet"]
@@ -140,7 +139,7 @@ class WaveNet(nn.Module):
             skips = skips + s
         return self.head(skips)
 
-    def distribution(self, params: torch.Tensor) -> DiscretizedMixtureLogistics | Gaussian:
+    def distribution(self, params: torch.Tensor) -> HeadDistribution:
         """The output distribution of parameters ``(B, C_out, T)``, batch shape ``(B, T)``."""
         return self.output_head.distribution(params)
 
