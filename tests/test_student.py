@@ -186,3 +186,29 @@ def test_lengths_off_the_hop_still_give_whole_frames(chunk):
     z = model.noise([14, 10], gens())
     expected = model.synthesize(mel, lengths=[14, 10], noise=torch.nn.functional.pad(z, (0, 2)))
     torch.testing.assert_close(audio, expected, atol=1e-5, rtol=0)
+
+
+def test_batched_fast_path_equals_per_utterance_and_the_training_path():
+    model = tiny_student().float()
+    mel = mel_for(120, batch=3).float()
+    z = model.noise([120, 120, 120], torch.Generator().manual_seed(13))
+    cond = model.features(mel)
+    together = model.transform_inference(z, cond)
+    for b in range(3):
+        alone = model.transform_inference(z[b : b + 1], cond[b : b + 1])
+        torch.testing.assert_close(together[b : b + 1], alone, atol=1e-6, rtol=0)
+    torch.testing.assert_close(together, model.transform(z, cond).x, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("steps", [40, 700])  # shorter and longer than the flow's reach
+def test_time_major_flow_parameters_equal_the_convolution_layout_for_a_batch(steps):
+    flow = randomize(IAFFlow(cond_channels=4, layers=10, residual_channels=6, gate_channels=8))
+    flow = flow.double()
+    g = torch.Generator().manual_seed(14)
+    z = torch.randn(3, steps, generator=g, dtype=torch.float64)
+    cond = torch.randn(3, 4, steps, generator=g, dtype=torch.float64)
+    rows = cond.permute(2, 0, 1).reshape(-1, 4)  # (T * B, C): row t * B + b
+    mu, log_s = flow.params_time_major(z.t().contiguous(), rows)
+    ref_mu, ref_log_s = flow.params(z, cond)
+    torch.testing.assert_close(mu.t(), ref_mu, atol=1e-12, rtol=0)
+    torch.testing.assert_close(log_s.t(), ref_log_s, atol=1e-12, rtol=0)

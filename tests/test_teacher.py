@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pwavenet.models import teacher
-from pwavenet.models.layers import CausalConv1d, dilations, receptive_field
+from pwavenet.models.conv import CausalConv1d, dilations, receptive_field
 from pwavenet.models.teacher import WaveNet
 
 HOP = 16

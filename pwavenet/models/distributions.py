@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .arrays import Array, array_module
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -37,7 +39,9 @@ __all__ = [
     "bin_index",
     "gaussian_kl",
     "log_diff_sigmoid",
+    "mixture_noise",
     "quantize",
+    "sample_mixture_rows",
 ]
 
 BITS = 16
@@ -47,9 +51,9 @@ LOG_SCALE_MIN = -16.0  # mixture log-scale floor (docs/design.md §2: <= about -
 
 _LN2 = math.log(2.0)
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
-# Interior bins narrower than this many component scales take the midpoint rule (density at
-# the centre x bin width, with its curvature correction; relative error about 1e-6) as their
-# mass: the exact difference of two CDFs would lose its digits to cancellation there.
+# In float32, interior bins narrower than this many component scales take the midpoint rule
+# (density at the centre x bin width, with its curvature correction; relative error about
+# 1e-6) as their mass: the exact difference of two CDFs would lose its digits there.
 _MIDPOINT_MAX_WIDTH = 0.25
 
 
@@ -283,6 +287,24 @@ def gaussian_kl(q_loc: Tensor, q_log_scale: Tensor, p_loc: Tensor, p_log_scale: 
 # ----------------------------------------------------------------------------- teacher output
 
 
+def mixture_noise(u: Tensor) -> Tensor:
+    """Uniforms ``u: (..., K + 1)`` in (0, 1) to K Gumbel variates and a standard logistic."""
+    k = u.shape[-1] - 1
+    v = u[..., k:]
+    return torch.cat([-torch.log(-torch.log(u[..., :k])), torch.log(v) - torch.log1p(-v)], -1)
+
+
+def sample_mixture_rows(params: Array, noise: Array, rows: Array, log_scale_min: float) -> Array:
+    """The one MoL sampling formula (numpy or torch): a sample per row in [-1, 1], ``(N,)``, of
+    ``params: (N, 3K)`` [logits | means | log-scales] with ``noise: (N, K + 1)`` from
+    :func:`mixture_noise`; ``rows = arange(N) * 3K + K``, each row's means in ``params``."""
+    k = noise.shape[1] - 1
+    i = rows + (params[:, :k] + noise[:, :k]).argmax(1)  # Gumbel-max component choice
+    flat = params.reshape(-1)
+    log_scale = flat[i + k].clip(min=log_scale_min)
+    return (flat[i] + array_module(params).exp(log_scale) * noise[:, k]).clip(-1.0, 1.0)
+
+
 @functools.cache
 def _check_floor(log_scale_min: float, num_bins: int) -> None:
     """Warn (once per setting) when the log-scale floor caps the achievable likelihood."""
@@ -355,10 +377,11 @@ class DiscretizedMixtureLogistics:
 
         Per component, with a = (upper edge - mu) / s and b = (lower edge - mu) / s:
         first bin log sigmoid(a); last bin log sigmoid(-b); interior bins
-        :func:`log_diff_sigmoid` (a, b), or, where the bin is narrower than 0.25 component
-        scales, the log density at the bin centre + log(2h) plus a curvature correction of
-        order (2h/s)^2 / 24 (the CDF difference would lose its digits to cancellation there;
-        this value is accurate to about 1e-6 relative). Components are combined with
+        :func:`log_diff_sigmoid` (a, b), or, in float32 where the bin is narrower than 0.25
+        component scales, the log density at the bin centre + log(2h) plus a curvature
+        correction of order (2h/s)^2 / 24 (the float32 CDF difference would lose its digits
+        to cancellation there; this value is accurate to about 1e-6 relative; float64 keeps
+        about 11 digits, so it takes the difference: accurate to 1e-9). Combined with
         logsumexp. In float32, bin edges are carried as hi + lo pairs, so bins of components
         sharper than a bin are also accurate to about 1e-5 relative.
 
@@ -379,7 +402,8 @@ class DiscretizedMixtureLogistics:
         a = standardized_edge(index + 1)  # upper edge
         b = standardized_edge(index)  # lower edge
         width = inv_scale * (2.0 / n1)  # bin width in units of the component scale
-        exact = (width >= _MIDPOINT_MAX_WIDTH) & (a > b)
+        narrow = _MIDPOINT_MAX_WIDTH if dtype != torch.float64 else 0.0
+        exact = (width >= narrow) & (a > b)
         a_safe = torch.where(exact, a, torch.ones_like(a))
         b_safe = torch.where(exact, b, torch.zeros_like(b))
         log_exact = log_diff_sigmoid(a_safe, b_safe)
@@ -407,15 +431,18 @@ class DiscretizedMixtureLogistics:
     def sample(self, generator: torch.Generator | None = None) -> Tensor:
         """One sample per batch element: (...), continuous values clamped to [-1, 1]. No grad.
 
-        The component is drawn by Gumbel-max, then a logistic sample from that component.
+        The component is drawn by Gumbel-max, then a logistic sample from that component, by
+        :func:`sample_mixture_rows` (the formula generation uses, one step at a time).
         """
         with torch.no_grad():
-            u = _uniform_open(self.logit_probs.shape, self.logit_probs, generator)
-            k = torch.argmax(self.logit_probs - torch.log(-torch.log(u)), dim=-1, keepdim=True)
-            loc = self.loc.gather(-1, k).squeeze(-1)
-            log_scale = self.log_scale.gather(-1, k).squeeze(-1)
-            x = Logistic(loc, log_scale).sample(generator=generator)
-            return x.clamp(-1.0, 1.0)
+            k = self.num_components
+            gumbel = _uniform_open(self.logit_probs.shape, self.logit_probs, generator)
+            logistic = _uniform_open(self.batch_shape, self.loc, generator)
+            noise = mixture_noise(torch.cat([gumbel, logistic[..., None]], -1)).reshape(-1, k + 1)
+            params = torch.cat([self.logit_probs, self.loc, self.log_scale], -1).reshape(-1, 3 * k)
+            rows = torch.arange(params.shape[0], device=params.device) * (3 * k) + k
+            x = sample_mixture_rows(params, noise, rows, self.log_scale_min)
+            return x.reshape(self.batch_shape)
 
     def mean(self) -> Tensor:
         """Mean of the continuous (unclamped) mixture, sum_k pi_k mu_k: (...)."""

@@ -26,21 +26,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .arrays import step_array_like, to_array, zeros
+from .block import ResidualBlock, stream_scales
+from .conditioning import Upsampler, extend_last_frame, mel_features
+from .conv import CausalConv1d, dilations, receptive_field
 from .distributions import Gaussian, Logistic
-from .layers import (
-    CausalConv1d,
-    ResidualBlock,
-    Upsampler,
-    array_module,
-    dilations,
-    extend_last_frame,
-    mel_features,
-    step_array_like,
-    step_conditions,
-    step_threads,
-    to_array,
-    zeros,
-)
+from .step import StepEngine
 from .vocoder import Progress, Vocoder
 
 __all__ = ["IAFFlow", "Student", "StudentSample", "log_scale_for_step_size"]
@@ -76,8 +67,8 @@ class IAFFlow(nn.Module):
         log_scale_init: float = 0.0,
     ) -> None:
         super().__init__()
-        per_cycle = min(layers_per_cycle, layers)
-        self.dilations = dilations(layers, layers // per_cycle)
+        self.cycles = layers // min(layers_per_cycle, layers)
+        self.dilations = dilations(layers, self.cycles)
         self.kernel_size = kernel_size
         self.log_scale_min, self.log_scale_max = log_scale_min, log_scale_max
         self.input = CausalConv1d(1, residual_channels, 1)
@@ -102,7 +93,7 @@ class IAFFlow(nn.Module):
     @property
     def receptive_field(self) -> int:
         """Steps of ``z`` before ``t`` that ``mu_t, s_t`` may depend on."""
-        return 1 + (self.kernel_size - 1) * sum(self.dilations)
+        return receptive_field(len(self.dilations), self.cycles, self.kernel_size)
 
     def params(self, z: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(mu, log_s)``, both ``(B, T)``, from ``z: (B, T)`` and ``cond: (B, C, T)``."""
@@ -127,25 +118,28 @@ class IAFFlow(nn.Module):
     def params_time_major(
         self, z: torch.Tensor, cond: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`params` for inference, one utterance in time-major layout:
-        ``z: (T,)``, ``cond: (T, C)`` -> ``(mu, log_s)``, both ``(T,)``. Matrix products over
-        shifted views instead of convolutions (see
-        :meth:`~pwavenet.models.layers.ResidualBlock.forward_time_major`); no gradient."""
-        steps = z.shape[0]
-        weights, scale = [], 1.0
-        for block, proj in zip(self.blocks, self.cond, strict=True):
-            weights.append(block.time_major(proj, scale))
-            scale *= block.scale
+        """:meth:`params` for inference, a batch in time-major layout: ``z: (T, B)``,
+        ``cond: (T * B, C)`` (row ``t * B + b``) -> ``(mu, log_s)``, both ``(T, B)``. Matrix
+        products over shifted views instead of convolutions (see
+        :meth:`~pwavenet.models.block.ResidualBlock.forward_time_major`); no gradient."""
+        steps, batch = z.shape
+        scales = stream_scales(self.blocks)
+        weights = [
+            block.time_major(proj, scale)
+            for block, proj, scale in zip(self.blocks, self.cond, scales, strict=False)
+        ]
         pad = max(max(w.offsets) for w in weights)
-        width = self.input.out_channels
-        src, dst = z.new_zeros(pad + steps, width), z.new_zeros(pad + steps, width)
-        shifted = F.pad(z[:-1], (1, 0))  # step t sees z_<t
-        torch.addr(self.input.bias, shifted, self.input.weight.reshape(-1), out=src[pad:])
+        shape = ((pad + steps) * batch, self.input.out_channels)
+        src, dst = z.new_zeros(shape), z.new_zeros(shape)
+        shifted = F.pad(z[:-1], (0, 0, 1, 0)).reshape(-1)  # step t sees z_<t
+        w_in = self.input.weight.reshape(-1)
+        torch.addr(self.input.bias, shifted, w_in, out=src[pad * batch :])
         for w in weights:
-            ResidualBlock.forward_time_major(w, src, dst, cond, pad)
+            ResidualBlock.forward_time_major(w, src, dst, cond, pad, batch)
             src, dst = dst, src
-        out = torch.addmm(self.out.bias, src[pad:], self.out.weight[:, :, 0].t() * scale)
-        mu, log_s = out.unbind(1)
+        w_out = self.out.weight[:, :, 0].t() * scales[-1]
+        out = torch.addmm(self.out.bias, src[pad * batch :], w_out)
+        mu, log_s = out.view(steps, batch, 2).unbind(2)
         return mu, log_s.clamp(self.log_scale_min, self.log_scale_max)
 
     @torch.no_grad()
@@ -153,32 +147,22 @@ class IAFFlow(nn.Module):
         self, x: torch.Tensor, cond: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(z, log_s)``, both ``(B, T)``: the inverse one step at a time, O(layers) per step
-        with per-layer input queues (numpy on the CPU, see
-        :func:`~pwavenet.models.layers.step_array_like`). No gradient."""
+        with the :class:`~pwavenet.models.step.StepEngine` (numpy on the CPU, see
+        :func:`~pwavenet.models.arrays.step_array_like`). No gradient."""
         batch, steps = x.shape
         like = step_array_like(x)
-        xp = array_module(like)
-        states, scale = [], 1.0
-        for block in self.blocks:
-            states.append(block.new_state(batch, like, scale=scale))
-            scale *= block.scale  # the residual stream is carried divided by this
-        w_out = to_array(self.out.weight[:, :, 0].t() * scale, like)  # (R, 2)
+        engine = StepEngine(
+            input=self.input, blocks=self.blocks, cond=self.cond, features=cond, like=like
+        )
+        w_out = to_array(self.out.weight[:, :, 0].t() * engine.scale, like)  # (R, 2)
         b_out = to_array(self.out.bias, like)
-        w_in, b_in = (to_array(p.reshape(-1), like) for p in (self.input.weight, self.input.bias))
         target = to_array(x.t(), like)  # (T, B)
         z, log_s = zeros(like, (steps, batch)), zeros(like, (steps, batch))
-        prev, h = zeros(like, (batch,)), zeros(like, (batch, w_in.shape[0]))
-        out = zeros(like, (batch, 2))
-        weight = torch.cat([c.weight for c in self.cond])
-        bias = torch.cat([c.bias for c in self.cond])
-        conds = step_conditions(cond, list(self.blocks), weight, bias, like)
-        with step_threads(like):
-            for t, c in zip(range(steps), conds, strict=False):
-                xp.multiply(prev[:, None], w_in, out=h)  # the input conv, kernel 1
-                h += b_in
-                for block, state, c_layer in zip(self.blocks, states, c, strict=True):
-                    block.step(h, c_layer, state)
-                xp.matmul(h, w_out, out=out)
+        prev, out = zeros(like, (batch,)), zeros(like, (batch, 2))
+        xp = engine.xp
+        with engine.threads():
+            for t in range(steps):
+                xp.matmul(engine.step(prev), w_out, out=out)
                 out += b_out
                 log_s[t] = out[:, 1].clip(self.log_scale_min, self.log_scale_max)
                 z[t] = (target[t] - out[:, 0]) * xp.exp(-log_s[t])
@@ -374,16 +358,15 @@ class Student(Vocoder, kind="student"):
 
     @torch.no_grad()
     def transform_inference(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """The sample ``x (B, T)`` of :meth:`transform` computed the fast way for inference
-        (time-major matrix products, one utterance at a time); no gradient."""
-        out = torch.empty_like(z)
-        for b in range(z.shape[0]):
-            x, c = z[b], cond[b].t().contiguous()
-            for flow in self.flows:
-                mu, log_s = flow.params_time_major(x, c)
-                x = torch.addcmul(mu, x, log_s.exp())
-            out[b] = x
-        return out
+        """The sample ``x (B, T)`` of :meth:`transform` for ``z: (B, T)``, ``cond: (B, C, T)``,
+        computed the fast way for inference (time-major matrix products over the whole batch,
+        :meth:`IAFFlow.params_time_major`); no gradient."""
+        x = z.t().contiguous()  # (T, B)
+        c = cond.permute(2, 0, 1).reshape(-1, cond.shape[1])  # (T * B, C), row t * B + b
+        for flow in self.flows:
+            mu, log_s = flow.params_time_major(x, c)
+            x = torch.addcmul(mu, x, log_s.exp())
+        return x.t().contiguous()
 
     def _features_window(
         self, mel: torch.Tensor, speaker: torch.Tensor | None, start: int, end: int

@@ -9,43 +9,31 @@ step and exists for tests and benchmarks.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .distributions import HALF_BIN, DiscretizedMixtureLogistics, Gaussian
-from .layers import (
-    Array,
-    BlockState,
-    CausalConv1d,
-    ResidualBlock,
-    Upsampler,
-    array_module,
-    dilations,
-    extend_last_frame,
-    mel_features,
-    step_array_like,
-    step_conditions,
-    step_threads,
-    to_array,
-    zeros,
-)
+from .arrays import Array, array_module, step_array_like, to_array, zeros
+from .block import ResidualBlock
+from .conditioning import Upsampler, extend_last_frame, mel_features
+from .conv import CausalConv1d, dilations, receptive_field
+from .heads import HEADS, HeadDistribution, OutputHead
+from .step import StepEngine
 from .vocoder import Progress, Vocoder
 
 __all__ = ["WaveNet"]
-
-GAUSSIAN_LOG_SCALE_MIN = -9.0  # ClariNet clamps the Gaussian log-sigma (docs/design.md §5)
 
 
 class WaveNet(Vocoder, kind="teacher"):
     """WaveNet with gated residual layers, skip connections and mel (+ speaker) conditioning.
 
-    Output head: ``output="mol"`` gives a discretized mixture of ``mixtures`` logistics
-    (``3 * mixtures`` channels: logits, means, log-scales); ``output="gaussian"`` gives a single
-    Gaussian (2 channels: mean, log-sigma), ClariNet's teacher.
+    Output head (:mod:`~pwavenet.models.heads`, looked up by ``output`` in
+    :data:`~pwavenet.models.heads.HEADS`): ``output="mol"`` gives a discretized mixture of
+    ``mixtures`` logistics (``3 * mixtures`` channels: logits, means, log-scales);
+    ``output="gaussian"`` gives a single Gaussian (2 channels: mean, log-sigma), ClariNet's
+    teacher.
     """
 
     def __init__(
@@ -67,11 +55,15 @@ class WaveNet(Vocoder, kind="teacher"):
         log_scale_init: float = -4.0,
     ) -> None:
         super().__init__()
-        if output not in ("mol", "gaussian"):
-            raise ValueError(f"output must be 'mol' or 'gaussian', got {output!r}")
+        if output not in HEADS:
+            names = " or ".join(repr(name) for name in HEADS)
+            raise ValueError(f"output must be {names}, got {output!r}")
         self.output, self.mixtures, self.log_scale_min = output, mixtures, log_scale_min
+        self.output_head: OutputHead = HEADS[output].from_settings(
+            mixtures=mixtures, log_scale_min=log_scale_min
+        )
         self.n_mels, self.gate_channels = n_mels, gate_channels
-        self.dilations = dilations(layers, cycles)
+        self.cycles, self.dilations = cycles, dilations(layers, cycles)
         self.kernel_size = kernel_size
         self.upsampler = Upsampler(list(upsample_scales), n_mels)
         self.speaker = nn.Embedding(speakers, speaker_channels) if speakers > 0 else None
@@ -92,28 +84,23 @@ class WaveNet(Vocoder, kind="teacher"):
             )
             for i, d in enumerate(self.dilations)
         )
-        out_channels = 3 * mixtures if output == "mol" else 2
         self.head = nn.Sequential(
             nn.ReLU(),
             nn.Conv1d(skip_channels, skip_channels, 1),
             nn.ReLU(),
-            nn.Conv1d(skip_channels, out_channels, 1),
+            nn.Conv1d(skip_channels, self.output_head.channels, 1),
         )
         # Start with narrow output scales: measured to halve the time to a given NLL compared
         # with a zero bias (docs/design.md §8).
         with torch.no_grad():
-            last = self.head[-1]
-            if output == "mol":
-                last.bias[2 * mixtures :].fill_(log_scale_init)
-            else:
-                last.bias[1].fill_(log_scale_init)
+            self.output_head.init_bias(self.head[-1].bias, log_scale_init)
 
     # ------------------------------------------------------------------ shapes and conditioning
 
     @property
     def receptive_field(self) -> int:
         """Samples of context each output sees (the input conv has kernel 1)."""
-        return 1 + (self.kernel_size - 1) * sum(self.dilations)
+        return receptive_field(len(self.dilations), self.cycles, self.kernel_size)
 
     @property
     def hop_length(self) -> int:
@@ -153,14 +140,9 @@ class WaveNet(Vocoder, kind="teacher"):
             skips = skips + s
         return self.head(skips)
 
-    def distribution(self, params: torch.Tensor) -> DiscretizedMixtureLogistics | Gaussian:
+    def distribution(self, params: torch.Tensor) -> HeadDistribution:
         """The output distribution of parameters ``(B, C_out, T)``, batch shape ``(B, T)``."""
-        if self.output == "mol":
-            return DiscretizedMixtureLogistics.from_channels(
-                params, log_scale_min=self.log_scale_min
-            )
-        loc, log_scale = params.float().unbind(1)
-        return Gaussian(loc, log_scale.clamp(min=GAUSSIAN_LOG_SCALE_MIN))
+        return self.output_head.distribution(params)
 
     def log_prob(
         self, audio: torch.Tensor, mel: torch.Tensor, speaker: torch.Tensor | None = None
@@ -176,65 +158,9 @@ class WaveNet(Vocoder, kind="teacher"):
         """Log probability (nats) of ``audio (B, 1, T)`` under output ``params (B, C_out, T)``,
         computed in float32 whatever the autocast dtype. ``(B, T)``."""
         with torch.autocast(device_type=params.device.type, enabled=False):
-            lp = self.distribution(params.float()).log_prob(audio[:, 0].float())
-        if self.output == "gaussian":
-            lp = lp + math.log(2 * HALF_BIN)
-        return lp
+            return self.output_head.log_prob(params.float(), audio[:, 0].float())
 
     # ------------------------------------------------------------------ generation
-
-    def _noise(
-        self,
-        batch: int,
-        steps: int,
-        generator: torch.Generator | list[torch.Generator] | None,
-        like: torch.Tensor,
-    ) -> torch.Tensor:
-        """The randomness of every step, drawn up front as standard variates ``(steps, B, K+1)``:
-        K Gumbel variates (the component choice) and a standard logistic (MoL) or normal
-        (Gaussian) variate. With a list of generators each utterance draws its own rows, so a
-        batch draws exactly what its utterances would draw one by one."""
-        k = self.mixtures if self.output == "mol" else 0
-        if isinstance(generator, list):
-            u = torch.stack([torch.rand(steps, k + 1, generator=g) for g in generator], dim=1)
-        else:
-            u = torch.rand(steps, batch, k + 1, generator=generator)
-        eps = torch.finfo(torch.float32).eps
-        u = u.clamp(eps, 1 - eps).to(like.device)
-        v = u[..., k:]
-        if self.output == "gaussian":
-            return torch.erfinv(2 * v - 1) * math.sqrt(2.0)
-        return torch.cat([-torch.log(-torch.log(u[..., :k])), torch.log(v) - torch.log1p(-v)], -1)
-
-    def _rows(self, batch: int, like: Array) -> Array:
-        """Where each row's component means start in flattened ``(B, C_out)`` MoL parameters."""
-        c_out = 3 * self.mixtures if self.output == "mol" else 2
-        return to_array(torch.arange(batch) * c_out + self.mixtures, like)
-
-    def _sample(self, params: Array, noise: Array, rows: Array) -> Array:
-        """Sample ``(B,)`` from output parameters ``params (B, C_out)`` given the step's
-        ``noise (B, K+1)`` from :meth:`_noise` and :meth:`_rows`; numpy or torch."""
-        xp = array_module(params)
-        if self.output == "gaussian":
-            log_scale = params[:, 1].clip(min=GAUSSIAN_LOG_SCALE_MIN)
-            return (params[:, 0] + xp.exp(log_scale) * noise[:, 0]).clip(-1.0, 1.0)
-        k = self.mixtures
-        i = rows + (params[:, :k] + noise[:, :k]).argmax(1)  # Gumbel-max component choice
-        flat = params.reshape(-1)
-        log_scale = flat[i + k].clip(min=self.log_scale_min)
-        return (flat[i] + xp.exp(log_scale) * noise[:, k]).clip(-1.0, 1.0)
-
-    def _block_states(self, batch: int, like: Array) -> tuple[list[BlockState], Array]:
-        """Every block's step state and the buffer ``(B, L * (G/2 + 1))`` of their gate outputs
-        (see :meth:`~pwavenet.models.layers.ResidualBlock.new_state`)."""
-        width = self.gate_channels // 2 + 1
-        gates = zeros(like, (batch, width * len(self.blocks)))
-        states, scale = [], 1.0
-        for i, block in enumerate(self.blocks):
-            view = gates[:, i * width : (i + 1) * width]
-            states.append(block.new_state(batch, like, scale=scale, gate_out=view))
-            scale *= block.scale  # the residual stream is carried divided by this
-        return states, gates
 
     def _head_state(self, like: Array) -> tuple[Array, ...]:
         """The skip outputs of every block and the output head as matrices for
@@ -276,35 +202,30 @@ class WaveNet(Vocoder, kind="teacher"):
         this path reproduces :meth:`forward`). ``progress`` wraps the range of steps (a progress
         bar, or a timer that may stop early: later samples stay zero). Returns ``(audio (B, T),
         params (B, C_out, T) or None)``; audio past an utterance's length is zero. On the CPU
-        the step loop runs on numpy arrays (:func:`~pwavenet.models.layers.step_array_like`).
+        the step loop (:class:`~pwavenet.models.step.StepEngine`) runs on numpy arrays
+        (:func:`~pwavenet.models.arrays.step_array_like`).
         """
         if lengths is not None:
             mel = extend_last_frame(mel, lengths, self.hop_length)
         cond = self.features(mel, speaker)  # projected per layer a chunk at a time
         batch, _, steps = cond.shape
         like = step_array_like(cond)
-        xp = array_module(like)
-        states, gates = self._block_states(batch, like)
+        engine = StepEngine(
+            input=self.input, blocks=self.blocks, cond=self.cond, features=cond, like=like
+        )
         head = self._head_state(like)
-        params = zeros(like, (steps if return_params else 1, batch, self.head[-1].out_channels))
+        params = zeros(like, (steps if return_params else 1, batch, self.output_head.channels))
         if forced is None:
-            noise = to_array(self._noise(batch, steps, generator, cond), like)
-            rows = self._rows(batch, like)
+            noise = to_array(self.output_head.noise(batch, steps, generator, cond.device), like)
+            sample = self.output_head.sampler(batch, like)
         else:
             forced = to_array(forced.t(), like)
-        w_in, b_in = (to_array(p.reshape(-1), like) for p in (self.input.weight, self.input.bias))
-        audio = zeros(like, (steps, batch))
-        x, y = zeros(like, (batch,)), zeros(like, (batch, w_in.shape[0]))
-        loop = progress(range(steps)) if progress else range(steps)
-        with step_threads(like):
-            per_step = step_conditions(cond, list(self.blocks), *self._cond_matrix(), like)
-            for t, conds in zip(loop, per_step, strict=False):
-                xp.multiply(x[:, None], w_in, out=y)  # the input conv, kernel 1
-                y += b_in
-                for block, state, c in zip(self.blocks, states, conds, strict=True):
-                    block.step(y, c, state)
-                p = self._head_step(gates, head, params[t if return_params else 0])
-                x = forced[t] if forced is not None else self._sample(p, noise[t], rows)
+        audio, x = zeros(like, (steps, batch)), zeros(like, (batch,))
+        with engine.threads():
+            for t in progress(range(steps)) if progress else range(steps):
+                engine.step(x)
+                p = self._head_step(engine.gates, head, params[t if return_params else 0])
+                x = forced[t] if forced is not None else sample(p, noise[t])
                 audio[t] = x
         audio = torch.as_tensor(audio, device=cond.device).t().contiguous()
         if lengths is not None:
@@ -335,8 +256,8 @@ class WaveNet(Vocoder, kind="teacher"):
         total = cond.shape[-1] if steps is None else min(steps, cond.shape[-1])
         field = self.receptive_field
         audio = cond.new_zeros(cond.shape[0], 1, total)
-        noise = self._noise(cond.shape[0], total, generator, cond)
-        rows = self._rows(cond.shape[0], cond)
+        noise = self.output_head.noise(cond.shape[0], total, generator, cond.device)
+        sample = self.output_head.sampler(cond.shape[0], cond)
         for t in progress(range(total)) if progress else range(total):
             lo = max(0, t + 1 - field)
             shifted = F.pad(audio[:, :, :t], (1, 0))  # shifted[..., u] = audio[..., u - 1]
@@ -347,7 +268,7 @@ class WaveNet(Vocoder, kind="teacher"):
                 x, s = block(x, c)
                 skips = skips + s
             params = self.head(skips[:, :, -1:])[:, :, 0]
-            audio[:, 0, t] = self._sample(params.float(), noise[t], rows)
+            audio[:, 0, t] = sample(params.float(), noise[t])
         return audio[:, 0]
 
     @torch.no_grad()
