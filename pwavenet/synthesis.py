@@ -142,6 +142,7 @@ def synthesize(
     device = next(model.parameters()).device
     silence = silence_log_mel(audio_cfg.log_floor)
     one = model.speaker_ids(speaker, 1)  # checked before anything is written
+    options = {"chunk_samples": chunk_samples, "progress": progress}
     rows: list[dict[str, float | str]] = []
     for batch in _batches(utterances, batch_size):
         lengths = [u.mel.shape[-1] * audio_cfg.hop_length for u in batch]
@@ -149,14 +150,8 @@ def synthesize(
         mel = pad_mels([u.mel for u in batch], silence).to(device)
         _sync(device)
         start = time.perf_counter()
-        audio = model.synthesize(
-            mel,
-            lengths=lengths,
-            speaker=None if one is None else one.expand(len(batch)),
-            generator=gens,
-            chunk_samples=chunk_samples,
-            progress=progress,
-        )
+        ids = None if one is None else one.expand(len(batch))
+        audio = model.synthesize(mel, lengths=lengths, speaker=ids, generator=gens, **options)
         _sync(device)
         elapsed = time.perf_counter() - start
         for u, n, wav in zip(batch, lengths, audio.cpu(), strict=True):
