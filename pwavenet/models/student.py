@@ -32,7 +32,7 @@ from .conditioning import Upsampler, extend_last_frame, mel_features
 from .conv import CausalConv1d, dilations, receptive_field
 from .distributions import Gaussian, Logistic
 from .step import StepEngine
-from .vocoder import Progress, Vocoder
+from .vocoder import SynthesisRequest, Vocoder
 
 __all__ = ["IAFFlow", "Student", "StudentSample", "log_scale_for_step_size"]
 
@@ -315,18 +315,7 @@ class Student(Vocoder, kind="student"):
                 z[b, :n] = torch.log(u) - torch.log1p(-u)
         return z.to(device)
 
-    @torch.no_grad()
-    def synthesize(
-        self,
-        mel: torch.Tensor,
-        *,
-        lengths: list[int] | None = None,
-        speaker: torch.Tensor | None = None,
-        generator: torch.Generator | list[torch.Generator] | None = None,
-        chunk_samples: int | None = None,
-        progress: Progress | None = None,
-        noise: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    def _synthesize(self, mel: torch.Tensor, request: SynthesisRequest) -> torch.Tensor:
         """Audio ``(B, F * hop)`` for ``mel: (B, M, F)`` in one parallel pass (or chunks).
 
         ``lengths`` (samples) of utterances padded in a batch: their padded frames repeat the
@@ -336,19 +325,22 @@ class Student(Vocoder, kind="student"):
         equals the unchunked one (up to float rounding) with memory bounded by the chunk size.
         ``progress`` wraps the chunks (one when unchunked).
         """
-        hop, batch = self.hop_length, mel.shape[0]
+        hop, batch, lengths = self.hop_length, mel.shape[0], request.lengths
         steps = mel.shape[-1] * hop
         if lengths is not None:
             mel = extend_last_frame(mel, lengths, hop)
+        noise = request.noise
         if noise is None:
-            noise = self.noise(lengths or [steps] * batch, generator, mel.device, steps=steps)
-        chunk = chunk_samples if chunk_samples and chunk_samples < steps else max(steps, 1)
+            draws = lengths or [steps] * batch
+            noise = self.noise(draws, request.generator, mel.device, steps=steps)
+        chunk = request.chunk_samples or steps
+        chunk = max(1, min(chunk, steps))
         audio = noise.new_zeros(batch, steps)
         starts = range(0, steps, chunk)
-        for start in progress(starts) if progress else starts:
+        for start in request.progress(starts) if request.progress else starts:
             end = min(steps, start + chunk)
             first = max(0, start - self.lookback)
-            cond = self._features_window(mel, speaker, first, end)
+            cond = self._features_window(mel, request.speaker, first, end)
             part = self.transform_inference(noise[:, first:end], cond)
             audio[:, start:end] = part[:, start - first :]
         if lengths is not None:

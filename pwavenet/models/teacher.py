@@ -21,7 +21,7 @@ from .conditioning import Upsampler, extend_last_frame, mel_features
 from .conv import CausalConv1d, dilations, receptive_field
 from .heads import HEADS, HeadDistribution, OutputHead
 from .step import StepEngine
-from .vocoder import Progress, Vocoder
+from .vocoder import SynthesisRequest, Vocoder
 
 __all__ = ["WaveNet"]
 
@@ -271,22 +271,18 @@ class WaveNet(Vocoder, kind="teacher"):
             audio[:, 0, t] = sample(params.float(), noise[t])
         return audio[:, 0]
 
-    @torch.no_grad()
-    def synthesize(
-        self,
-        mel: torch.Tensor,
-        *,
-        lengths: list[int] | None = None,
-        speaker: torch.Tensor | None = None,
-        generator: torch.Generator | list[torch.Generator] | None = None,
-        chunk_samples: int | None = None,
-        progress: Progress | None = None,
-    ) -> torch.Tensor:
-        """The :class:`~pwavenet.models.vocoder.Vocoder` call: audio ``(B, F * hop)`` sampled
-        with :meth:`generate` (cached, O(layers) per sample); ``progress`` wraps its steps.
-        ``chunk_samples`` is accepted and unused: the cached sampler's memory does not grow
-        with the length."""
+    def _synthesize(self, mel: torch.Tensor, request: SynthesisRequest) -> torch.Tensor:
+        """The :class:`~pwavenet.models.vocoder.Vocoder` call: audio sampled with
+        :meth:`generate` (cached, O(layers) per sample); ``progress`` wraps its steps.
+        ``chunk_samples`` is unused: the cached sampler's memory does not grow with the length.
+        The teacher draws its own per-step noise from ``generator``: ``noise`` is refused."""
+        if request.noise is not None:
+            raise ValueError("the teacher draws its noise step by step: pass generator, not noise")
         audio, _ = self.generate(
-            mel, lengths=lengths, speaker=speaker, generator=generator, progress=progress
+            mel,
+            lengths=request.lengths,
+            speaker=request.speaker,
+            generator=request.generator,
+            progress=request.progress,
         )
         return audio

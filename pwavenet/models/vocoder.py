@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -19,7 +20,7 @@ from torch import nn
 from ..config import AudioConfig
 from ..errors import ConfigError
 
-__all__ = ["Progress", "Vocoder"]
+__all__ = ["Progress", "SynthesisRequest", "Vocoder"]
 
 # A ``progress=`` hook: wraps the iterable of a model's inner loop (a progress bar, or a timer).
 Progress = Callable[[Iterable[int]], Iterable[int]]
@@ -82,7 +83,7 @@ class Vocoder(nn.Module, ABC):
     def hop_length(self) -> int:
         """Audio samples per mel frame (the conditioning upsampler's total factor)."""
 
-    @abstractmethod
+    @torch.no_grad()
     def synthesize(
         self,
         mel: torch.Tensor,
@@ -92,12 +93,33 @@ class Vocoder(nn.Module, ABC):
         generator: torch.Generator | list[torch.Generator] | None = None,
         chunk_samples: int | None = None,
         progress: Progress | None = None,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Audio ``(B, F * hop)`` for ``mel: (B, n_mels, F)``, no gradient.
 
         ``lengths`` (samples) of utterances padded in a batch: output past each length is zero
-        and padded frames never change the samples before it. ``generator``: one, or one per
-        utterance (then a batch draws what its utterances would draw one by one).
-        ``chunk_samples`` bounds memory where the model can work in chunks (same output);
-        ``progress`` wraps the model's inner loop.
+        and padded frames never change the samples before it. ``speaker: (B,)`` ids for a model
+        conditioned on speakers (:meth:`speaker_ids`). ``generator``: one, or one per utterance
+        (then a batch draws what its utterances would draw one by one). ``chunk_samples``
+        bounds memory where the model can work in chunks (same output); ``progress`` wraps the
+        model's inner loop. ``noise``: the randomness given instead of drawn, where the model
+        takes it whole (the student's base noise ``(B, F * hop)``).
         """
+        request = SynthesisRequest(lengths, speaker, generator, chunk_samples, progress, noise)
+        return self._synthesize(mel, request)
+
+    @abstractmethod
+    def _synthesize(self, mel: torch.Tensor, request: SynthesisRequest) -> torch.Tensor:
+        """What :meth:`synthesize` does for this kind of model (no gradient is recorded)."""
+
+
+@dataclass(frozen=True)
+class SynthesisRequest:
+    """The options of :meth:`Vocoder.synthesize`, as one value for the subclasses."""
+
+    lengths: list[int] | None = None
+    speaker: torch.Tensor | None = None
+    generator: torch.Generator | list[torch.Generator] | None = None
+    chunk_samples: int | None = None
+    progress: Progress | None = None
+    noise: torch.Tensor | None = None
