@@ -325,14 +325,16 @@ def save_config(cfg: Any, path: str | Path) -> Path:
 
 
 def audio_mismatch(a: AudioConfig, b: AudioConfig) -> str | None:
-    """The first feature setting where ``a`` and ``b`` differ, as ``"key a_value vs b_value"``
-    (e.g. ``"n_mels 20 vs 24"``); None when they agree. Every stage that checks that audio,
-    features and models belong together compares through this."""
+    """The feature settings where ``a`` and ``b`` differ, as ``"key a_value vs b_value"``
+    joined by ``"; "`` (e.g. ``"n_mels 20 vs 24"``); None when they agree. Every stage that
+    checks that audio, features and models belong together compares through this."""
     theirs = dataclasses.asdict(b)
-    for key, value in dataclasses.asdict(a).items():
-        if theirs.get(key) != value:
-            return f"{key} {value!r} vs {theirs.get(key)!r}"
-    return None
+    diff = [
+        f"{key} {value!r} vs {theirs.get(key)!r}"
+        for key, value in dataclasses.asdict(a).items()
+        if theirs.get(key) != value
+    ]
+    return "; ".join(diff) or None
 
 
 def feature_hash(audio: AudioConfig) -> str:

@@ -18,7 +18,6 @@ training segment of ``S`` samples (``S`` a multiple of ``hop``) starting at fram
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from ..config import AudioConfig, feature_hash
+from ..config import AudioConfig, audio_mismatch, feature_hash
 from ..errors import DataError
 from ..fileio import read_json
 from .corpus import SPLITS
@@ -49,14 +48,10 @@ class FeatureCache:
         self.manifest = manifest
         self.audio = AudioConfig(**manifest["audio"])
         if audio_cfg is not None and manifest["feature_hash"] != feature_hash(audio_cfg):
-            diff = [
-                f"{k} {getattr(self.audio, k)!r} vs {v!r}"
-                for k, v in dataclasses.asdict(audio_cfg).items()
-                if getattr(self.audio, k) != v
-            ]
+            diff = audio_mismatch(self.audio, audio_cfg)
             raise DataError(
-                f"{path}: features were made with other settings ({'; '.join(diff)} in the "
-                f"config); re-run `pwavenet preprocess` with this config"
+                f"{path}: features were made with other settings ({diff} in the config); "
+                "re-run `pwavenet preprocess` with this config"
             )
 
     @property
