@@ -159,10 +159,10 @@ def test_example_config_is_complete_and_commented():
     assert keys_seen == n_keys
 
 
-def test_audio_mismatch_names_the_first_differing_setting():
+def test_audio_mismatch_names_every_differing_setting():
     a = AudioConfig()
     assert audio_mismatch(a, AudioConfig()) is None
     b = AudioConfig(n_mels=24, fmax=None)
-    assert audio_mismatch(a, b) == "n_mels 80 vs 24"
-    assert audio_mismatch(b, a) == "n_mels 24 vs 80"
+    assert audio_mismatch(a, b) == "n_mels 80 vs 24; fmax 8000.0 vs None"
+    assert audio_mismatch(b, a) == "n_mels 24 vs 80; fmax None vs 8000.0"
     assert audio_mismatch(AudioConfig(fmax=None), a) == "fmax None vs 8000.0"
