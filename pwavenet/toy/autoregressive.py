@@ -10,6 +10,7 @@ Which direction costs one pass is the MAF/IAF trade-off:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -91,19 +92,12 @@ class MADE(nn.Module):
 
 class _MaskedAffine(Flow):
     """``x = z * exp(log_scale) + loc`` with ``(loc, log_scale)`` from a MADE; the log-scale is
-    soft-clamped to ``+-log_scale_bound``."""
+    soft-clamped to ``+-log_scale_bound``. ``made`` are the MADE's keyword arguments
+    (``features``, ``hidden``, ``order``, ``seed``: see :class:`MADE`)."""
 
-    def __init__(
-        self,
-        *,
-        features: int,
-        hidden: Sequence[int] = (64, 64),
-        order: str = "natural",
-        seed: int = 0,
-        log_scale_bound: float = LOG_SCALE_BOUND,
-    ) -> None:
+    def __init__(self, *, log_scale_bound: float = LOG_SCALE_BOUND, **made: Any) -> None:
         super().__init__()
-        self.made = MADE(features=features, hidden=hidden, order=order, seed=seed)
+        self.made = MADE(**made)
         self.log_scale_bound = log_scale_bound
 
     def params(self, v: Tensor) -> tuple[Tensor, Tensor]:
