@@ -180,6 +180,15 @@ class TrainConfig:
     save_every: int = 1000
     keep_checkpoints: int = 3
     max_nonfinite: int = 10  # stop after this many consecutive non-finite losses
+    monitor_seconds: float = 1.0  # pitch monitor: seconds of a held-out snippet (0: off)
+    monitor_budget: float = 0.1  # the monitor's time at most this share of the training time
+
+    def validate(self, where: str = "train") -> None:
+        if self.monitor_seconds < 0 or self.monitor_budget <= 0:
+            raise ConfigError(
+                f"{where}.monitor_seconds ({self.monitor_seconds}) must be >= 0 and "
+                f"{where}.monitor_budget ({self.monitor_budget}) > 0"
+            )
 
 
 @dataclass
@@ -196,6 +205,7 @@ class Config:
 
     def validate(self, where: str = "config") -> None:
         self.audio.validate(f"{where}: audio")
+        self.train.validate(f"{where}: train")
         if self.data.segment_length % self.audio.hop_length:
             raise ConfigError(
                 f"{where}: data.segment_length ({self.data.segment_length}) must be a multiple "

@@ -31,6 +31,7 @@ TINY = [
     "train.log_every=5",
     "train.valid_every=1000",
     "train.save_every=1000",
+    "train.monitor_seconds=0.25",  # the pitch monitor at every final validation, kept short
 ]
 
 

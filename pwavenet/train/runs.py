@@ -21,6 +21,7 @@ from ..data.cache import FeatureCache
 from ..data.dataset import Collate, EpochSampler, SegmentDataset
 from ..errors import DataError
 from ..models.export import save_export
+from .monitor import PitchMonitor
 from .trainer import Trainer, latest_checkpoint
 
 __all__ = ["fit_and_export", "make_loaders", "make_trainer", "sample_mask", "to_device"]
@@ -83,6 +84,7 @@ def make_trainer(
         train=cfg.train,
         run_dir=run_dir,
         cpu=cpu,
+        monitor=PitchMonitor.for_cache(cache, cfg.train),
     )
 
 

@@ -20,10 +20,11 @@ import logging
 import math
 import re
 import shutil
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -32,6 +33,9 @@ from torch import nn
 from ..config import OptimConfig, TrainConfig
 from ..errors import PwavenetError
 from ..fileio import write_json
+
+if TYPE_CHECKING:
+    from .monitor import PitchMonitor
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +154,7 @@ class Trainer:
         train: TrainConfig,
         run_dir: str | Path,
         cpu: bool = False,
+        monitor: PitchMonitor | None = None,
     ) -> None:
         from accelerate import Accelerator
         from accelerate.utils import ProjectConfiguration, set_seed
@@ -184,6 +189,8 @@ class Trainer:
         self._sampler = getattr(train_loader, "sampler", None)
         self.ema = EMA(self.unwrapped, optim.ema_decay) if optim.ema_decay > 0 else None
         self.progress = _Progress()
+        self.monitor = monitor if self.accelerator.is_main_process else None
+        self.train_seconds = 0.0  # optimizer-step wall time in this process (the monitor's budget)
         if self.accelerator.is_main_process and trackers:
             self.accelerator.init_trackers("logs")
 
@@ -285,9 +292,10 @@ class Trainer:
         stop = cfg.max_steps if until is None else min(until, cfg.max_steps)
         steps = range(self.progress.step, stop)
         for _ in progress(steps) if progress else steps:
-            metrics = None
+            metrics, start = None, time.perf_counter()
             while metrics is None:  # a skipped (non-finite) step is retried with new data
                 metrics = self._optimizer_step(batches)
+            self.train_seconds += time.perf_counter() - start
             step = self.progress.step
             if step % cfg.log_every == 0 or step == cfg.max_steps:
                 last = metrics
@@ -295,7 +303,7 @@ class Trainer:
             if self.valid_loader is not None and (
                 step % cfg.valid_every == 0 or step == cfg.max_steps
             ):
-                valid = self.validate()
+                valid = {**self.validate(), **self._monitor(last=step == cfg.max_steps)}
                 self._log(valid)
                 last = {**last, **valid}
             if step % cfg.save_every == 0 or step in (cfg.max_steps, stop):
@@ -308,6 +316,20 @@ class Trainer:
         model.eval()
         with torch.no_grad():
             metrics = self.task.validate(model, self.valid_loader)
+        return {f"valid/{k}": v for k, v in metrics.items()}
+
+    def _monitor(self, last: bool) -> dict[str, float]:
+        """The pitch monitor's metrics (main process, within its time budget), with the
+        snippet's audio sent to TensorBoard when it is installed."""
+        if self.monitor is None or not self.monitor.due(self.train_seconds, last):
+            return {}
+        model = self.averaged_model()
+        model.eval()
+        metrics, wav = self.monitor(model)
+        if self.accelerator.log_with:
+            tracker = self.accelerator.get_tracker("tensorboard", unwrap=True)
+            rate = self.monitor.audio.sample_rate
+            tracker.add_audio("valid/snippet", wav[None], self.progress.step, sample_rate=rate)
         return {f"valid/{k}": v for k, v in metrics.items()}
 
     def _optimizer_step(self, batches: Iterator[dict[str, Any]]) -> dict[str, float] | None:
