@@ -121,3 +121,4 @@ def test_both_tasks_log_the_monitor_and_the_report_draws_it(tmp_path):
             assert 0.0 <= row["valid/voiced_recall"] <= 1.0
         keys = default_keys({run.name: read_log(run)})
         assert {"voiced_recall", "mrstft", "loudness_db"} <= set(keys)  # panels of the report
+        assert "monitor_seconds" not in keys  # its cost is logged, not drawn

@@ -22,7 +22,7 @@ __all__ = ["LOG_NAME", "default_keys", "plot_curves", "read_log"]
 
 LOG_NAME = "log.jsonl"
 VALID = "valid/"
-NOT_LOSSES = ("lr", "grad/norm")  # logged every step but not curves of the model's quality
+NOT_LOSSES = ("lr", "grad/norm", "monitor_seconds")  # logged, but not the model's quality
 
 
 def _log_path(run_dir: str | Path) -> Path:
