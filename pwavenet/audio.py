@@ -29,8 +29,10 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "LogMelSpectrogram",
+    "deemphasize",
     "mel_filterbank",
     "pad_mels",
+    "preemphasize",
     "read_audio",
     "resample",
     "silence_log_mel",
@@ -209,3 +211,24 @@ def pad_mels(mels: list[torch.Tensor], silence: float) -> torch.Tensor:
     for i, m in enumerate(mels):
         out[i, :, : m.shape[-1]] = m
     return out
+
+
+def preemphasize(audio: torch.Tensor, coef: float) -> torch.Tensor:
+    """``x[t] - coef * x[t - 1]`` along the last axis (``x[-1] = 0``), clamped to [-1, 1], the
+    range of 16-bit audio the models' output covers. ``coef = 0`` returns ``audio`` itself."""
+    if coef == 0:
+        return audio
+    out = audio.clone()
+    out[..., 1:] -= coef * audio[..., :-1]
+    return out.clamp_(-1.0, 1.0)
+
+
+def deemphasize(audio: torch.Tensor, coef: float) -> torch.Tensor:
+    """The inverse of :func:`preemphasize` (before its clamp): ``y[t] = x[t] + coef * y[t - 1]``
+    along the last axis, computed in float64 by ``scipy.signal.lfilter``."""
+    if coef == 0:
+        return audio
+    from scipy.signal import lfilter
+
+    y = lfilter([1.0], [1.0, -coef], audio.detach().cpu().double().numpy(), axis=-1)
+    return torch.from_numpy(y).to(audio.device, audio.dtype)

@@ -54,6 +54,13 @@ class AudioConfig:
     fmin: float = 0.0
     fmax: float | None = 8000.0  # None means sample_rate / 2
     log_floor: float = 1e-5  # magnitudes are clamped here before the natural log
+    pitch: bool = False  # append log-F0 and voicing rows to the mel (pwavenet.features)
+    preemphasis: float = 0.0  # > 0: the models learn x[t] - a x[t-1]; synthesis de-emphasises
+
+    @property
+    def feature_channels(self) -> int:
+        """Rows of the conditioning features: the mel bands, plus log-F0 and voicing."""
+        return self.n_mels + (2 if self.pitch else 0)
 
     def validate(self, where: str = "audio") -> None:
         if self.sample_rate < 1000:
@@ -76,6 +83,8 @@ class AudioConfig:
             )
         if self.log_floor <= 0:
             raise ConfigError(f"{where}.log_floor must be positive, got {self.log_floor}")
+        if not 0 <= self.preemphasis < 1:
+            raise ConfigError(f"{where}.preemphasis must be in [0, 1), got {self.preemphasis}")
 
 
 @dataclass
@@ -107,6 +116,8 @@ class TeacherConfig:
     upsample_scales: list[int] = field(default_factory=lambda: [4, 4, 16])  # product == hop
     speakers: int = 0  # > 0 enables a global speaker embedding
     speaker_channels: int = 16
+    excitation: Literal["none", "sine"] = "none"  # sine: a sine at F0 as input (audio.pitch)
+    pitch_lag: bool = False  # input the sample one pitch period back too (audio.pitch)
 
 
 @dataclass
@@ -122,6 +133,7 @@ class StudentConfig:
     log_scale_min: float = -9.0  # per-flow log-scale clamp (docs/design.md §3)
     log_scale_max: float = 7.0
     upsample_scales: list[int] = field(default_factory=lambda: [4, 4, 16])
+    excitation: Literal["none", "sine"] = "none"  # sine: a sine at F0 as input (audio.pitch)
 
 
 # The terms distill.loss_weights may weigh, in summing order (= pwavenet.train.distill.TERMS).
@@ -235,6 +247,15 @@ class Config:
                     f"positive and a multiple of student.layers_per_cycle ({per_cycle}) or less"
                 )
         for name in ("teacher", "student"):
+            if getattr(self, name).excitation != "none" and not self.audio.pitch:
+                raise ConfigError(
+                    f"{where}: {name}.excitation {getattr(self, name).excitation!r} needs F0 in "
+                    "the features: set audio.pitch to true"
+                )
+            if name == "teacher" and self.teacher.pitch_lag and not self.audio.pitch:
+                raise ConfigError(
+                    f"{where}: teacher.pitch_lag needs F0 in the features: set audio.pitch to true"
+                )
             scales = getattr(self, name).upsample_scales
             if math.prod(scales) != self.audio.hop_length:
                 raise ConfigError(
@@ -349,5 +370,9 @@ def audio_mismatch(a: AudioConfig, b: AudioConfig) -> str | None:
 
 def feature_hash(audio: AudioConfig) -> str:
     """A short hash of every setting that changes the features (cache compatibility check)."""
-    blob = json.dumps(dataclasses.asdict(audio), sort_keys=True)
+    settings = dataclasses.asdict(audio)
+    for key in ("pitch", "preemphasis"):  # caches made before these existed keep their hash
+        if not settings[key]:
+            del settings[key]
+    blob = json.dumps(settings, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -51,6 +51,10 @@ DEMO_STAGES = (
     "evaluation",
 )
 TEACHER_NLL_TARGET = 11.0  # bits/sample on the validation split (issue target, cpu size)
+CPU_RECALL_AIM = 0.5  # teacher voiced recall the cpu size aims at (half the reference's frames)
+# The cpu-long size's bars besides pitch: student loudness within this many dB of the reference,
+# student MR-STFT distance at most this multiple of the teacher's.
+CPU_LONG = {"loudness_db": 1.0, "mrstft_ratio": 1.1}
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,7 @@ class DemoSize:
 SIZES = {
     "quick": DemoSize(10, 0.5, 1.0, "cpu", 2),
     "cpu": DemoSize(48, 1.0, 4.0, "cpu", 4),
+    "cpu-long": DemoSize(48, 1.0, 4.0, "cpu", 4),
     "gpu": DemoSize(400, 1.0, 4.0, "cuda", 8),
 }
 
@@ -119,12 +124,17 @@ def targets(
     size: str, nll: dict[str, float], result: dict[str, Any]
 ) -> list[tuple[str, bool | None, str]]:
     """The issue's demo targets checked against the measured numbers: ``(target, met, measured)``
-    with ``met`` ``None`` where the target does not apply to this size."""
+    with ``met`` ``None`` where the target does not apply to this size. The cpu-long size must
+    be voiced like the reference with a student as loud as it and close to the teacher
+    (:data:`CPU_LONG`); the cpu size aims at a teacher voiced in half the reference's frames."""
     from .eval.report import LOUDNESS_TOLERANCE_DB, PITCH_RECALL
 
     mean = result["mean"]
     student, teacher = mean["student"], mean["teacher"]
     ref_voiced = result["reference"]["voiced_fraction"]
+    long = size == "cpu-long"
+    loud_db = CPU_LONG["loudness_db"] if long else LOUDNESS_TOLERANCE_DB
+    ratio = CPU_LONG["mrstft_ratio"] if long else 1.0
     rows: list[tuple[str, bool | None, str]] = [
         (
             f"teacher validation NLL <= {TEACHER_NLL_TARGET:g} bits/sample",
@@ -132,31 +142,40 @@ def targets(
             f"{nll['valid']:.2f}",
         ),
         (
-            "student MR-STFT distance <= teacher's",
-            student["mrstft"] <= teacher["mrstft"],
+            f"student MR-STFT distance <= {ratio:g} x teacher's",
+            student["mrstft"] <= ratio * teacher["mrstft"],
             f"{student['mrstft']:.2f} vs {teacher['mrstft']:.2f}",
         ),
         (
-            f"student loudness within {LOUDNESS_TOLERANCE_DB:g} dB of the reference",
-            abs(student["loudness_db"]) <= LOUDNESS_TOLERANCE_DB,
+            f"student loudness within {loud_db:g} dB of the reference",
+            abs(student["loudness_db"]) <= loud_db,
             f"{student['loudness_db']:+.1f} dB",
         ),
     ]
     for name in ("teacher", "student"):
         recall, rmse = mean[name]["voiced_recall"], mean[name]["f0_rmse_hz"]
-        met = (
-            recall >= PITCH_RECALL and not math.isnan(rmse) and rmse < 10.0
-            if size == "gpu"
-            else None
+        pitched = recall >= PITCH_RECALL and not math.isnan(rmse) and rmse < 10.0
+        measured = (
+            f"recall {recall:.2f} (reference voiced in {ref_voiced:.0%} of frames), "
+            f"F0 RMSE {'n/a' if math.isnan(rmse) else f'{rmse:.1f} Hz'}"
         )
+        applies = size in ("gpu", "cpu-long")
         rows.append(
             (
-                f"{name} pitch: voiced recall >= {PITCH_RECALL} and F0 RMSE < 10 Hz (gpu size)",
-                met,
-                f"recall {recall:.2f} (reference voiced in {ref_voiced:.0%} of frames), "
-                f"F0 RMSE {'n/a' if math.isnan(rmse) else f'{rmse:.1f} Hz'}",
+                f"{name} pitch: voiced recall >= {PITCH_RECALL} and F0 RMSE < 10 Hz "
+                "(gpu and cpu-long sizes)",
+                pitched if applies else None,
+                measured,
             )
         )
+        if name == "teacher":
+            rows.append(
+                (
+                    f"teacher voiced recall >= {CPU_RECALL_AIM} (cpu size, an aim)",
+                    recall >= CPU_RECALL_AIM if size == "cpu" else None,
+                    f"{recall:.2f}",
+                )
+            )
     return rows
 
 

@@ -17,10 +17,11 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from .audio import LogMelSpectrogram, pad_mels, read_audio, silence_log_mel, write_wav
+from .audio import pad_mels, read_audio, silence_log_mel, write_wav
 from .config import AudioConfig
 from .data.corpus import AUDIO_EXTENSIONS
 from .errors import AudioError, ConfigError, DataError
+from .features import Features
 from .fileio import write_json
 from .models.vocoder import Progress, Vocoder
 
@@ -83,10 +84,10 @@ def load_inputs(
                 mel = np.load(path, allow_pickle=False)
             except (OSError, ValueError) as exc:
                 raise DataError(f"{path}: unreadable mel array ({exc})") from None
-            if mel.ndim != 2 or mel.shape[0] != audio.n_mels:
-                raise DataError(
-                    f"{path}: mel must be ({audio.n_mels}, frames), got {tuple(mel.shape)}"
-                )
+            rows = audio.feature_channels
+            if mel.ndim != 2 or mel.shape[0] != rows:
+                what = f"{audio.n_mels} mel bands + log-F0 + voicing" if audio.pitch else "n_mels"
+                raise DataError(f"{path}: mel must be ({rows}, frames) ({what}), got {mel.shape}")
             if not np.isfinite(mel).all():
                 raise DataError(f"{path}: mel contains non-finite values")
             out.append(Utterance(path.stem, torch.from_numpy(mel.astype(np.float32)), path))
@@ -102,9 +103,8 @@ def load_inputs(
                     "(pass --resample, or run it through `pwavenet preprocess`)"
                 )
         wav, _ = read_audio(path, audio.sample_rate)
-        mel_fn = mel_fn or LogMelSpectrogram.from_config(audio)
-        with torch.no_grad():
-            out.append(Utterance(path.stem, mel_fn(torch.from_numpy(wav)), path))
+        mel_fn = mel_fn or Features(audio)
+        out.append(Utterance(path.stem, mel_fn(torch.from_numpy(wav)), path))
     return out
 
 

@@ -4,13 +4,15 @@ on a second run, an interrupted run resumed, and a clear error for a mismatched 
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 
 import pytest
 
 from pwavenet import cli
-from pwavenet.demo import DEMO_STAGES, check_demo
+from pwavenet.config import load_config
+from pwavenet.demo import DEMO_STAGES, SIZES, check_demo, default_conf_dir, targets
 
 pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
 
@@ -128,3 +130,41 @@ def test_the_gpu_size_without_a_gpu_is_a_one_line_error(tmp_path, capsys, monkey
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--size gpu needs a CUDA GPU" in err
     assert not (tmp_path / "o").exists()
+
+
+def _result(recall: float, rmse: float, loudness: float, mrstft: tuple[float, float]) -> dict:
+    row = {"voiced_recall": recall, "f0_rmse_hz": rmse}
+    return {
+        "mean": {
+            "teacher": {**row, "mrstft": mrstft[0], "loudness_db": 0.0},
+            "student": {**row, "mrstft": mrstft[1], "loudness_db": loudness},
+        },
+        "reference": {"voiced_fraction": 0.5},
+    }
+
+
+def test_each_size_checks_its_own_targets():
+    nll = {"valid": 10.0, "test": 10.0}
+    voiced = _result(0.9, 5.0, -0.5, (2.0, 2.1))
+    met = {t: m for t, m, _ in targets("cpu-long", nll, voiced)}
+    assert all(m for m in met.values() if m is not None) and None in met.values()
+    assert sum(m is not None for m in met.values()) == 4  # MR-STFT, loudness, two pitch rows
+    for worse in (
+        _result(0.7, 5.0, -0.5, (2.0, 2.1)),  # recall under 0.8
+        _result(0.9, 12.0, -0.5, (2.0, 2.1)),  # F0 RMSE over 10 Hz
+        _result(0.9, 5.0, -1.5, (2.0, 2.1)),  # student 1.5 dB too quiet
+        _result(0.9, 5.0, -0.5, (2.0, 2.3)),  # student MR-STFT 1.15 x the teacher's
+    ):
+        assert False in {m for _, m, _ in targets("cpu-long", nll, worse)}
+    cpu = {t: m for t, m, _ in targets("cpu", nll, _result(0.6, math.nan, -1.5, (2.0, 2.0)))}
+    assert cpu["teacher voiced recall >= 0.5 (cpu size, an aim)"] is True
+    assert all(m is None for t, m in cpu.items() if "pitch:" in t)  # pitch bars: gpu, cpu-long
+
+
+@pytest.mark.parametrize("size", sorted(SIZES))
+def test_every_size_ships_configs_that_agree_on_the_features(size):
+    conf = default_conf_dir()
+    teacher = load_config(conf / f"teacher_{size}.yaml")
+    student = load_config(conf / f"student_{size}.yaml")
+    assert teacher.audio == student.audio
+    assert teacher.data.valid_utterances == student.data.valid_utterances

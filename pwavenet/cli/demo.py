@@ -22,12 +22,13 @@ def _add_demo(sub: argparse._SubParsersAction) -> Handler:
             "evaluate them beside a Griffin-Lim baseline into OUT/eval/report.html. Each stage's "
             "wall time is logged; running it again reuses finished stages and resumes an "
             "interrupted training run. Sizes: --quick (seconds: checks the pipeline), cpu "
-            "(about 9 minutes on 2 cores), gpu (sized for about 30 minutes on one GPU). Configs: "
+            "(about 10 minutes on 2 cores), cpu-long (at most an hour on 2 cores, pitch-informed: "
+            "voiced output), gpu (sized for about 30 minutes on one GPU). Configs: "
             "pwavenet/conf/demo/{teacher,student}_<size>.yaml (shipped with the package)."
         ),
     )
     p.add_argument("--quick", action="store_true", help="The smallest size (what CI runs).")
-    p.add_argument("--size", choices=("cpu", "gpu"), default="cpu", help="Demo size.")
+    p.add_argument("--size", choices=("cpu", "cpu-long", "gpu"), default="cpu", help="Demo size.")
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="Output folder.")
     p.add_argument(
         "--conf",

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from ..audio import pad_mels, silence_log_mel
+from ..audio import pad_mels, preemphasize, silence_log_mel
 from ..errors import DataError
 from .cache import FeatureCache
 
@@ -25,6 +25,7 @@ class SegmentDataset(Dataset):
     """Random fixed-length segments with their exactly aligned mel frames.
 
     Each item is ``{"audio": (1, S), "mel": (n_mels, S // hop), "length": int, "id": str}``,
+    the audio pre-emphasised when the cache's ``audio.preemphasis`` is set (what the models learn),
     plus ``"speaker": int`` (the id in the cache's speaker table) when the corpus has speakers.
     Utterances shorter than ``S`` are padded at the end (zeros for audio, the log-mel of
     silence for mel) and ``length`` counts the real samples. ``segment_length=None`` yields
@@ -51,6 +52,7 @@ class SegmentDataset(Dataset):
         self.repeat = repeat
         self.silence = silence_log_mel(cache.audio.log_floor)
         self.speakers = cache.speakers
+        self.preemphasis = cache.audio.preemphasis  # applied to the whole utterance, then cut
 
     def __len__(self) -> int:
         return len(self.rows) * self.repeat
@@ -73,6 +75,7 @@ class SegmentDataset(Dataset):
         """The segment of utterance ``index`` that starts at mel frame ``frame_offset``."""
         row = self.rows[index % len(self.rows)]
         audio, mel = self.cache.load(row)
+        audio = preemphasize(audio, self.preemphasis)
         if self.segment_length is None:
             return self._item(row, audio, mel, audio.shape[0])
         frames = self.segment_length // self.hop

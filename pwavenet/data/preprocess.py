@@ -19,9 +19,10 @@ import soundfile as sf
 import torch
 from safetensors.torch import save_file
 
-from ..audio import LogMelSpectrogram, read_audio
+from ..audio import read_audio
 from ..config import AudioConfig, Config, DataConfig, config_to_dict, feature_hash, save_config
 from ..errors import AudioError, DataError
+from ..features import Features
 from ..fileio import atomic_path, write_json
 from .cache import MANIFEST, MANIFEST_FORMAT
 from .corpus import SPLITS, CorpusEntry, scan_corpus, speaker_table, split_ids
@@ -63,9 +64,10 @@ def _conversion_note(path: Path, cfg: AudioConfig) -> str:
 
 
 def _features(
-    entry: CorpusEntry, mel_fn: LogMelSpectrogram, audio_cfg: AudioConfig, data_cfg: DataConfig
+    entry: CorpusEntry, mel_fn: Features, audio_cfg: AudioConfig, data_cfg: DataConfig
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Read, check and featurise one file: ``(audio (T,), mel (n_mels, T // hop))``; raises
+    """Read, check and featurise one file: ``(audio (T,), mel (feature_channels, T // hop))``
+    (:mod:`pwavenet.features`: the log-mel, and log-F0 and voicing with ``audio.pitch``); raises
     AudioError with the cause if it is unusable."""
     audio, _ = read_audio(entry.path, audio_cfg.sample_rate)
     peak = float(np.abs(audio).max())
@@ -163,7 +165,7 @@ def preprocess_corpus(
     entries = scan_corpus(corpus_dir)
     out_dir = Path(out_dir)
     (out_dir / "feats").mkdir(parents=True, exist_ok=True)
-    mel_fn = LogMelSpectrogram.from_config(audio_cfg)
+    mel_fn = Features(audio_cfg)
     report = PreprocessReport(out_dir=out_dir)
     rows: list[dict[str, Any]] = []
     for entry in progress(entries) if progress else entries:

@@ -22,7 +22,12 @@ __all__ = ["LOG_NAME", "default_keys", "plot_curves", "read_log"]
 
 LOG_NAME = "log.jsonl"
 VALID = "valid/"
-NOT_LOSSES = ("lr", "grad/norm", "monitor_seconds")  # logged, but not the model's quality
+NOT_LOSSES = (
+    "lr",
+    "grad/norm",
+    "monitor_seconds",
+    "train_minutes",
+)  # logged, but not the model's quality
 
 
 def _log_path(run_dir: str | Path) -> Path:

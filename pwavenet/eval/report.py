@@ -25,6 +25,12 @@ from ..fileio import atomic_path
 __all__ = ["LOUDNESS_TOLERANCE_DB", "PITCH_RECALL", "check_report", "summarize", "write_report"]
 
 LOUDNESS_TOLERANCE_DB = 2.0  # an output further than this from the reference's level is flagged
+PITCH_NOTE = (
+    "These models take log-F0 and voicing besides the mel (audio.pitch), here tracked from each "
+    "reference with the evaluation's F0 tracker, as a text-to-speech front end would supply "
+    "them; a model with excitation 'sine' also hears a sine at that F0. Mel-only models of the "
+    "same budget are measured beside them in docs/pitch.md."
+)
 PITCH_RECALL = 0.8  # voiced-frame recall from which an output counts as voiced like the reference
 _UNVOICED_RECALL = 0.2  # below this, an output is essentially unvoiced
 _MODEL_SCORES = {
@@ -197,6 +203,8 @@ def write_report(
     parts = [f"<h1>{html.escape(title)}</h1>", "<h2>What this run achieved</h2><ul>"]
     parts += [f"<li>{html.escape(s)}</li>" for s in summarize(result)]
     parts.append("</ul>")
+    if audio.pitch:
+        parts.append(f"<p><b>Pitch-informed.</b> {html.escape(PITCH_NOTE)}</p>")
     parts += _numbers_html(result)
     for name, run in (runs or {}).items():
         png = plot_curves({name: Path(run)}, out_dir / "figures" / f"curves-{name}.png")

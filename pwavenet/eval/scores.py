@@ -14,20 +14,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..audio import LogMelSpectrogram
+from ..audio import preemphasize
 from ..config import AudioConfig
 from ..errors import DataError
+from ..features import Features
 
 __all__ = ["student_kl_nats", "synthesis_speed", "teacher_nll_bits"]
 
 
 def _reference_mel(wav: np.ndarray, audio: AudioConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(audio (1, 1, frames * hop), mel (1, n_mels, frames))`` of a reference waveform."""
-    mel = LogMelSpectrogram.from_config(audio)
+    """``(audio (1, 1, frames * hop), mel (1, feature_channels, frames))`` of a reference
+    waveform (:class:`~pwavenet.features.Features`: with ``audio.pitch``, its own F0 rows)."""
+    mel = Features(audio)
     x = torch.from_numpy(np.asarray(wav, dtype=np.float32))
     with torch.no_grad():
         m = mel(x)
-    return x[: m.shape[-1] * audio.hop_length][None, None], m[None]
+    x = preemphasize(x[: m.shape[-1] * audio.hop_length], audio.preemphasis)  # what it learnt
+    return x[None, None], m[None]
 
 
 @torch.no_grad()

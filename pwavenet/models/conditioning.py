@@ -12,7 +12,17 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["Upsampler", "extend_last_frame", "mel_features"]
+__all__ = [
+    "SineExcitation",
+    "Upsampler",
+    "extend_last_frame",
+    "lagged",
+    "mel_features",
+    "pitch_excitation",
+    "pitch_lags",
+]
+
+F0_REFERENCE_HZ = 100.0  # the features' log-F0 row is ln(F0 / this) (pwavenet.features)
 
 
 class Upsampler(nn.Module):
@@ -51,17 +61,92 @@ class Upsampler(nn.Module):
         return x.squeeze(1)[:, :, p * self.hop : x.shape[-1] - p * self.hop]
 
 
+class SineExcitation(nn.Module):
+    """A sine at the frame's F0 in voiced frames and silence elsewhere, at the sample rate: the
+    excitation of neural source-filter models (NSF), here one more conditioning channel.
+
+    ``forward(features (B, C, F), phase0 (B,) or None) -> (B, 1, F * hop)``: F0 is read from the
+    log-F0 row ``row`` and the voicing row ``row + 1`` (:mod:`pwavenet.features`), held over each
+    hop block. The phase accumulates over samples from ``phase0`` (radians, default 0) in float64,
+    so a window of frames gets the same samples as the whole utterance when ``phase0`` is
+    :meth:`phase_at` of the frames before it.
+    """
+
+    def __init__(self, row: int, hop: int, sample_rate: int) -> None:
+        super().__init__()
+        if sample_rate <= 0:
+            raise ValueError(f"a sine excitation needs the sample rate, got {sample_rate}")
+        self.row, self.hop, self.sample_rate = row, hop, sample_rate
+
+    def frame_f0(self, feats: torch.Tensor) -> torch.Tensor:
+        """F0 in Hz per frame ``(B, F)``, 0 where unvoiced."""
+        log_f0, voicing = feats[:, self.row].double(), feats[:, self.row + 1].double()
+        return torch.where(voicing > 0.5, F0_REFERENCE_HZ * torch.exp(log_f0), 0.0)
+
+    def phase_at(self, feats: torch.Tensor) -> torch.Tensor:
+        """The phase ``(B,)`` after all the frames of ``feats``, modulo 2 pi."""
+        cycles = self.frame_f0(feats).sum(dim=-1) * self.hop / self.sample_rate
+        return 2 * math.pi * torch.remainder(cycles, 1.0)
+
+    def forward(self, feats: torch.Tensor, phase0: torch.Tensor | None = None) -> torch.Tensor:
+        f0 = self.frame_f0(feats)
+        step = torch.repeat_interleave(f0 / self.sample_rate, self.hop, dim=-1)  # cycles/sample
+        cycles = torch.remainder(torch.cumsum(step, dim=-1) - step, 1.0)  # sample 0 at phase0
+        phase = 2 * math.pi * cycles
+        if phase0 is not None:
+            phase = phase + phase0.double()[:, None]
+        return (torch.sin(phase) * (step > 0)).to(feats.dtype)[:, None]
+
+
+def pitch_lags(feats: torch.Tensor, row: int, hop: int, sample_rate: int) -> torch.Tensor:
+    """One pitch period in samples for every sample ``(B, F * hop)`` (long): ``round(rate /
+    F0)`` of its frame, from the log-F0 row ``row`` and voicing row ``row + 1`` of ``feats (B, C,
+    F)``; 0 in unvoiced frames (no lag input there)."""
+    f0 = SineExcitation(row, hop, sample_rate).frame_f0(feats)
+    period = torch.where(f0 > 0, torch.round(sample_rate / f0.clamp(min=1.0)), 0.0).long()
+    return torch.repeat_interleave(period, hop, dim=-1)
+
+
+def lagged(audio: torch.Tensor, lags: torch.Tensor) -> torch.Tensor:
+    """``audio[b, t - lags[b, t]]`` for ``audio, lags: (B, T)``, 0 where the lag is 0 or reaches
+    before the start: the sample one pitch period back (QPNet's pitch-dependent input, as a
+    long-term predictor sees it)."""
+    t = torch.arange(audio.shape[-1], device=audio.device)
+    index = t - lags
+    valid = (lags > 0) & (index >= 0)
+    return torch.gather(audio, -1, index.clamp(min=0)) * valid
+
+
+def pitch_excitation(
+    n_mels: int, pitch: bool, excitation: str, hop: int, sample_rate: int
+) -> SineExcitation | None:
+    """The excitation a model's settings ask for: ``"none"`` or ``"sine"`` (needs ``pitch``, the
+    log-F0 and voicing rows after the ``n_mels`` mel rows)."""
+    if excitation == "none":
+        return None
+    if excitation != "sine":
+        raise ValueError(f"excitation must be 'none' or 'sine', got {excitation!r}")
+    if not pitch:
+        raise ValueError("a sine excitation needs the pitch rows (pitch=True)")
+    return SineExcitation(n_mels, hop, sample_rate)
+
+
 def mel_features(
     upsampler: Upsampler,
     speaker_table: nn.Embedding | None,
     mel: torch.Tensor,
     speaker: torch.Tensor | None = None,
+    excitation: SineExcitation | None = None,
+    phase0: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The conditioning of every sample: the upsampled mel, and the speaker embedding when the
-    model has one: ``mel (B, M, F) -> (B, M [+ spk], F * hop)``. Checks the mel's shape."""
+    """The conditioning of every sample: the upsampled mel (with its pitch rows), the sine
+    excitation and the speaker embedding when the model has them: ``mel (B, M, F) ->
+    (B, M [+ 1] [+ spk], F * hop)``. Checks the mel's shape."""
     if mel.dim() != 3 or mel.shape[1] != upsampler.channels:
         raise ValueError(f"mel must be (B, {upsampler.channels}, frames), got {tuple(mel.shape)}")
     c = upsampler(mel)
+    if excitation is not None:
+        c = torch.cat([c, excitation(mel, phase0)], dim=1)
     if speaker_table is not None:
         if speaker is None:
             raise ValueError("this model needs speaker ids")

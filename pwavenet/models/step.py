@@ -59,8 +59,9 @@ class StepEngine:
             view = self.gates[:, i * width : (i + 1) * width]
             self.states.append(block.new_state(batch, like, scale=scale, gate_out=view))
         self.scale = scales[-1]  # the stream after the last block is divided by this
-        self.w_in, self.b_in = (to_array(p.reshape(-1), like) for p in (input.weight, input.bias))
-        self.h = zeros(like, (batch, self.w_in.shape[0]))
+        self.w_in = to_array(input.weight[:, :, 0].t().contiguous(), like)  # (C_in, R)
+        self.b_in = to_array(input.bias, like)
+        self.h = zeros(like, (batch, self.w_in.shape[1]))
         weight = torch.cat([c.weight for c in cond])
         bias = torch.cat([c.bias for c in cond])
         self._conditions = step_conditions(features, self.blocks, weight, bias, like)
@@ -69,11 +70,14 @@ class StepEngine:
         """The context the step loop runs in (see :func:`~pwavenet.models.arrays.step_threads`)."""
         return step_threads(self.like)
 
-    def step(self, x: Array) -> Array:
-        """The next time step, fed the previous output ``x: (B,)``: the residual stream
+    def step(self, x: Array, lag: Array | None = None) -> Array:
+        """The next time step, fed the previous output ``x: (B,)`` (and, for an input conv
+        with a second channel, the pitch-lag sample ``lag: (B,)``): the residual stream
         ``(B, R)`` after the last block, divided by :attr:`scale` (a view, overwritten by the
         next step). Steps must not outnumber the features' time steps."""
-        h = self.xp.multiply(x[:, None], self.w_in, out=self.h)  # the input conv, kernel 1
+        h = self.xp.multiply(x[:, None], self.w_in[0], out=self.h)  # the input conv, kernel 1
+        if lag is not None:
+            h += lag[:, None] * self.w_in[1]
         h += self.b_in
         conds = next(self._conditions)
         for block, state, c in zip(self.blocks, self.states, conds, strict=True):

@@ -28,7 +28,7 @@ from torch.nn import functional as F
 
 from .arrays import step_array_like, to_array, zeros
 from .block import ResidualBlock, stream_scales
-from .conditioning import Upsampler, extend_last_frame, mel_features
+from .conditioning import Upsampler, extend_last_frame, mel_features, pitch_excitation
 from .conv import CausalConv1d, dilations, receptive_field
 from .distributions import Gaussian, Logistic
 from .step import StepEngine
@@ -197,15 +197,20 @@ class Student(Vocoder, kind="student"):
         upsample_scales: Iterable[int] = (4, 4, 16),
         speakers: int = 0,
         speaker_channels: int = 16,
+        pitch: bool = False,
+        excitation: str = "none",
+        sample_rate: int = 0,
     ) -> None:
         super().__init__()
         if base not in ("logistic", "gaussian"):
             raise ValueError(f"base must be 'logistic' or 'gaussian', got {base!r}")
         flow_layers = list(flow_layers)
         self.base, self.n_mels = base, n_mels
-        self.upsampler = Upsampler(list(upsample_scales), n_mels)
+        self.upsampler = Upsampler(list(upsample_scales), n_mels + (2 if pitch else 0))
+        self.excitation = pitch_excitation(n_mels, pitch, excitation, self.hop_length, sample_rate)
         self.speaker = nn.Embedding(speakers, speaker_channels) if speakers > 0 else None
-        cond_channels = n_mels + (speaker_channels if speakers > 0 else 0)
+        cond_channels = self.upsampler.channels + (self.excitation is not None)
+        cond_channels += speaker_channels if speakers > 0 else 0
         self.flows = nn.ModuleList(
             IAFFlow(
                 cond_channels=cond_channels,
@@ -230,9 +235,15 @@ class Student(Vocoder, kind="student"):
         """Steps of noise before ``t`` that ``x_t`` may depend on (sum of the flows' fields)."""
         return sum(flow.receptive_field for flow in self.flows)
 
-    def features(self, mel: torch.Tensor, speaker: torch.Tensor | None = None) -> torch.Tensor:
-        """Upsampled conditioning ``(B, n_mels [+ spk], F * hop)`` shared by every flow."""
-        return mel_features(self.upsampler, self.speaker, mel, speaker)
+    def features(
+        self,
+        mel: torch.Tensor,
+        speaker: torch.Tensor | None = None,
+        phase0: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Upsampled conditioning ``(B, n_mels [+ 2 pitch] [+ sine] [+ spk], F * hop)`` shared
+        by every flow; ``phase0`` starts the sine excitation (a window of the utterance)."""
+        return mel_features(self.upsampler, self.speaker, mel, speaker, self.excitation, phase0)
 
     def distribution(self, loc: torch.Tensor, log_scale: torch.Tensor) -> Logistic | Gaussian:
         """The base family at ``(loc, log_scale)``: the student's per-step distribution."""
@@ -368,7 +379,8 @@ class Student(Vocoder, kind="student"):
         hop, margin = self.hop_length, self.upsampler.edge_frames
         lo = max(0, start // hop - margin)
         hi = min(mel.shape[-1], -(-end // hop) + margin)
-        cond = self.features(mel[:, :, lo:hi], speaker)
+        phase0 = self.excitation.phase_at(mel[:, :, :lo]) if self.excitation else None
+        cond = self.features(mel[:, :, lo:hi], speaker, phase0)
         return cond[:, :, start - lo * hop : end - lo * hop]
 
 

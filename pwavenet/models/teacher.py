@@ -17,7 +17,14 @@ from torch.nn import functional as F
 
 from .arrays import Array, array_module, step_array_like, to_array, zeros
 from .block import ResidualBlock
-from .conditioning import Upsampler, extend_last_frame, mel_features
+from .conditioning import (
+    Upsampler,
+    extend_last_frame,
+    lagged,
+    mel_features,
+    pitch_excitation,
+    pitch_lags,
+)
 from .conv import CausalConv1d, dilations, receptive_field
 from .heads import HEADS, HeadDistribution, OutputHead
 from .step import StepEngine
@@ -52,6 +59,10 @@ class WaveNet(Vocoder, kind="teacher"):
         upsample_scales: Iterable[int] = (4, 4, 16),
         speakers: int = 0,
         speaker_channels: int = 16,
+        pitch: bool = False,
+        excitation: str = "none",
+        pitch_lag: bool = False,
+        sample_rate: int = 0,
         log_scale_init: float = -4.0,
     ) -> None:
         super().__init__()
@@ -65,14 +76,19 @@ class WaveNet(Vocoder, kind="teacher"):
         self.n_mels, self.gate_channels = n_mels, gate_channels
         self.cycles, self.dilations = cycles, dilations(layers, cycles)
         self.kernel_size = kernel_size
-        self.upsampler = Upsampler(list(upsample_scales), n_mels)
+        self.upsampler = Upsampler(list(upsample_scales), n_mels + (2 if pitch else 0))
+        self.excitation = pitch_excitation(n_mels, pitch, excitation, self.hop_length, sample_rate)
         self.speaker = nn.Embedding(speakers, speaker_channels) if speakers > 0 else None
-        cond_in = n_mels + (speaker_channels if speakers > 0 else 0)
+        cond_in = self.upsampler.channels + (self.excitation is not None)
+        cond_in += speaker_channels if speakers > 0 else 0
         # A 1x1 conv per layer projects the conditioning. One shared conv split per layer costs
         # the same FLOPs but makes autograd concatenate a (B, layers * gate, T) gradient: 3x
         # slower for the conditioning and most of the training memory (measured on CPU).
         self.cond = nn.ModuleList(nn.Conv1d(cond_in, gate_channels, 1) for _ in range(layers))
-        self.input = CausalConv1d(1, residual_channels, 1)
+        if pitch_lag and not pitch:
+            raise ValueError("a pitch-lag input needs the pitch rows (pitch=True)")
+        self.pitch_lag, self.sample_rate = pitch_lag, sample_rate
+        self.input = CausalConv1d(2 if pitch_lag else 1, residual_channels, 1)
         self.blocks = nn.ModuleList(
             ResidualBlock(
                 residual_channels=residual_channels,
@@ -118,7 +134,7 @@ class WaveNet(Vocoder, kind="teacher"):
     def features(self, mel: torch.Tensor, speaker: torch.Tensor | None = None) -> torch.Tensor:
         """Upsampled mel (and speaker embedding) ``(B, n_mels [+ spk], F * hop)``, before the
         per-layer projection: small enough to hold for long utterances, unlike its projection."""
-        return mel_features(self.upsampler, self.speaker, mel, speaker)
+        return mel_features(self.upsampler, self.speaker, mel, speaker, self.excitation)
 
     # ------------------------------------------------------------------ teacher forcing
 
@@ -133,12 +149,27 @@ class WaveNet(Vocoder, kind="teacher"):
                 f"audio has {audio.shape[-1]} samples but mel covers {feats.shape[-1]} "
                 f"({mel.shape[-1]} frames x hop {self.hop_length})"
             )
-        x = self.input(F.pad(audio[..., :-1], (1, 0)))  # shift right: step t sees x_<t
+        x = self.input(self._inputs(audio, mel))
         skips = 0
         for block, proj in zip(self.blocks, self.cond, strict=True):
             x, s = block(x, proj(feats))
             skips = skips + s
         return self.head(skips)
+
+    def _inputs(self, audio: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
+        """The input conv's input ``(B, 1 [+ 1], T)`` for ``audio (B, 1, T)``: the audio shifted
+        right (step t sees ``x_<t``) and, with ``pitch_lag``, the sample one pitch period back."""
+        shifted = F.pad(audio[..., :-1], (1, 0))
+        if not self.pitch_lag:
+            return shifted
+        lags = self._lags(mel)[:, : audio.shape[-1]]
+        return torch.cat([shifted, lagged(audio[:, 0], lags)[:, None]], dim=1)
+
+    def _lags(self, mel: torch.Tensor) -> torch.Tensor:
+        """Each sample's pitch period ``(B, F * hop)`` (:func:`pitch_lags`)."""
+        if self.sample_rate <= 0:
+            raise ValueError(f"a pitch-lag input needs the sample rate, got {self.sample_rate}")
+        return pitch_lags(mel, self.n_mels, self.hop_length, self.sample_rate)
 
     def distribution(self, params: torch.Tensor) -> HeadDistribution:
         """The output distribution of parameters ``(B, C_out, T)``, batch shape ``(B, T)``."""
@@ -221,9 +252,10 @@ class WaveNet(Vocoder, kind="teacher"):
         else:
             forced = to_array(forced.t(), like)
         audio, x = zeros(like, (steps, batch)), zeros(like, (batch,))
+        lag = self._lag_reader(mel, audio, like) if self.pitch_lag else None
         with engine.threads():
             for t in progress(range(steps)) if progress else range(steps):
-                engine.step(x)
+                engine.step(x, lag(t) if lag else None)
                 p = self._head_step(engine.gates, head, params[t if return_params else 0])
                 x = forced[t] if forced is not None else sample(p, noise[t])
                 audio[t] = x
@@ -234,6 +266,16 @@ class WaveNet(Vocoder, kind="teacher"):
         if not return_params:
             return audio, None
         return audio, torch.as_tensor(params, device=cond.device).permute(1, 2, 0).contiguous()
+
+    def _lag_reader(self, mel: torch.Tensor, audio: Array, like: Array) -> Callable[[int], Array]:
+        """``lag(t)``: the samples one pitch period before step ``t`` ``(B,)`` read from the
+        generated ``audio (steps, B)`` (0 where unvoiced or before the start)."""
+        lags = self._lags(mel).t()  # (steps, B)
+        steps = torch.arange(lags.shape[0], device=lags.device)[:, None]
+        index = to_array((steps - lags).clamp(min=0), like)
+        valid = to_array(((lags > 0) & (steps >= lags)).float(), like)
+        cols = to_array(torch.arange(lags.shape[1], device=lags.device), like)
+        return lambda t: audio[index[t], cols] * valid[t]
 
     @torch.no_grad()
     def generate_naive(
@@ -260,8 +302,7 @@ class WaveNet(Vocoder, kind="teacher"):
         sample = self.output_head.sampler(cond.shape[0], cond)
         for t in progress(range(total)) if progress else range(total):
             lo = max(0, t + 1 - field)
-            shifted = F.pad(audio[:, :, :t], (1, 0))  # shifted[..., u] = audio[..., u - 1]
-            x = self.input(shifted[:, :, lo:])
+            x = self.input(self._inputs(audio, mel)[:, :, lo : t + 1])  # audio[t:] is still 0
             skips = 0
             chunks = torch.split(cond[:, :, lo : t + 1], self.gate_channels, dim=1)
             for block, c in zip(self.blocks, chunks, strict=True):

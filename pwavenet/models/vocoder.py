@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from ..audio import deemphasize
 from ..config import AudioConfig
 from ..errors import ConfigError
 
@@ -103,10 +104,17 @@ class Vocoder(nn.Module, ABC):
         (then a batch draws what its utterances would draw one by one). ``chunk_samples``
         bounds memory where the model can work in chunks (same output); ``progress`` wraps the
         model's inner loop. ``noise``: the randomness given instead of drawn, where the model
-        takes it whole (the student's base noise ``(B, F * hop)``).
+        takes it whole (the student's base noise ``(B, F * hop)``). A model whose ``audio``
+        sets ``preemphasis`` learnt the pre-emphasised signal: its output is de-emphasised here.
         """
         request = SynthesisRequest(lengths, speaker, generator, chunk_samples, progress, noise)
-        return self._synthesize(mel, request)
+        audio = self._synthesize(mel, request)
+        coef = self.audio.preemphasis if self.audio is not None else 0.0
+        if coef:  # the model learnt the pre-emphasised signal: undo it
+            audio = deemphasize(audio, coef)
+            for b, n in enumerate(lengths or []):
+                audio[b, n:] = 0
+        return audio
 
     @abstractmethod
     def _synthesize(self, mel: torch.Tensor, request: SynthesisRequest) -> torch.Tensor:

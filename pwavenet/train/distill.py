@@ -80,11 +80,16 @@ def student_args(cfg: Config, log_scale_init: float) -> dict[str, Any]:
         "upsample_scales": list(s.upsample_scales),
         "speakers": cfg.teacher.speakers,
         "speaker_channels": cfg.teacher.speaker_channels,
+        "pitch": cfg.audio.pitch,
+        "excitation": s.excitation,
+        "sample_rate": cfg.audio.sample_rate,
     }
 
 
 def build_student(cfg: Config, log_scale_init: float) -> Student:
-    return Student(**student_args(cfg, log_scale_init))
+    model = Student(**student_args(cfg, log_scale_init))
+    model.audio = cfg.audio  # its synthesis (the pitch monitor) de-emphasises as exported
+    return model
 
 
 def data_step_std(cache: FeatureCache, split: str = "train", max_utterances: int = 64) -> float:

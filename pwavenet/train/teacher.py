@@ -57,12 +57,18 @@ def teacher_args(cfg: Config) -> dict[str, Any]:
         "upsample_scales": list(t.upsample_scales),
         "speakers": t.speakers,
         "speaker_channels": t.speaker_channels,
+        "pitch": cfg.audio.pitch,
+        "excitation": t.excitation,
+        "pitch_lag": t.pitch_lag,
+        "sample_rate": cfg.audio.sample_rate,
     }
 
 
 def build_teacher(cfg: Config) -> WaveNet:
     """A freshly initialised teacher described by ``cfg``."""
-    return WaveNet(**teacher_args(cfg))
+    model = WaveNet(**teacher_args(cfg))
+    model.audio = cfg.audio  # its synthesis (the pitch monitor) de-emphasises as exported
+    return model
 
 
 def log_prob(

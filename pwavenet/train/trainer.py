@@ -133,6 +133,7 @@ class _Progress:
     batch_in_epoch: int = 0  # micro-batches of this epoch already consumed
     nonfinite_in_row: int = 0
     nonfinite_total: int = 0
+    train_seconds: float = 0.0  # optimizer-step wall time over all sessions of the run
 
 
 class Trainer:
@@ -295,7 +296,9 @@ class Trainer:
             metrics, start = None, time.perf_counter()
             while metrics is None:  # a skipped (non-finite) step is retried with new data
                 metrics = self._optimizer_step(batches)
-            self.train_seconds += time.perf_counter() - start
+            spent = time.perf_counter() - start
+            self.train_seconds += spent
+            self.progress.train_seconds += spent
             step = self.progress.step
             if step % cfg.log_every == 0 or step == cfg.max_steps:
                 last = metrics
@@ -304,6 +307,7 @@ class Trainer:
                 step % cfg.valid_every == 0 or step == cfg.max_steps
             ):
                 valid = {**self.validate(), **self._monitor(last=step == cfg.max_steps)}
+                valid["valid/train_minutes"] = self.progress.train_seconds / 60
                 self._log(valid)
                 last = {**last, **valid}
             if step % cfg.save_every == 0 or step in (cfg.max_steps, stop):
