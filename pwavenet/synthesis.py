@@ -86,8 +86,8 @@ def load_inputs(
                 raise DataError(f"{path}: unreadable mel array ({exc})") from None
             rows = audio.feature_channels
             if mel.ndim != 2 or mel.shape[0] != rows:
-                what = f"{audio.n_mels} mel bands + log-F0 + voicing" if audio.pitch else "n_mels"
-                raise DataError(f"{path}: mel must be ({rows}, frames) ({what}), got {mel.shape}")
+                what = f": {audio.n_mels} mel bands + log-F0 + voicing" if audio.pitch else ""
+                raise DataError(f"{path}: mel must be ({rows}, frames){what}, got {mel.shape}")
             if not np.isfinite(mel).all():
                 raise DataError(f"{path}: mel contains non-finite values")
             out.append(Utterance(path.stem, torch.from_numpy(mel.astype(np.float32)), path))
@@ -124,13 +124,15 @@ def synthesize(
     chunk_samples: int | None = None,
     speaker: str | int | None = None,
     progress: Progress | None = None,
+    temperature: float = 1.0,
 ) -> list[dict[str, float | str]]:
     """Synthesize every utterance with any :class:`~pwavenet.models.vocoder.Vocoder` (its
     ``audio`` settings set, as the export loader does) and write ``<out>/<id>.wav``. Each
     utterance draws its noise from its own generator, seeded from ``seed`` and its id, so the
     output does not depend on the batching; ``chunk_samples`` and ``progress`` go to the
-    model's ``synthesize``. ``speaker``: a speaker name of the training corpus or an id, for a
-    model conditioned on speakers (:meth:`~pwavenet.models.vocoder.Vocoder.speaker_ids`).
+    model's ``synthesize``, and so does ``temperature`` (1: sample the model as trained).
+    ``speaker``: a speaker name of the training corpus or an id, for a model conditioned on
+    speakers (:meth:`~pwavenet.models.vocoder.Vocoder.speaker_ids`).
 
     Returns per-utterance rows ``{"id", "samples", "seconds", "samples_per_s", "rtf"}``; speed
     is that of the batch the utterance was in (wall time of the model call, WAV writing
@@ -142,7 +144,7 @@ def synthesize(
     device = next(model.parameters()).device
     silence = silence_log_mel(audio_cfg.log_floor)
     one = model.speaker_ids(speaker, 1)  # checked before anything is written
-    options = {"chunk_samples": chunk_samples, "progress": progress}
+    options = {"chunk_samples": chunk_samples, "progress": progress, "temperature": temperature}
     rows: list[dict[str, float | str]] = []
     for batch in _batches(utterances, batch_size):
         lengths = [u.mel.shape[-1] * audio_cfg.hop_length for u in batch]
@@ -168,6 +170,7 @@ def synthesize(
             "batch_size": batch_size,
             "chunk_samples": chunk_samples,
             "speaker": speaker,
+            "temperature": temperature,
             "utterances": rows,
         },
     )

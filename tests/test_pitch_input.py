@@ -8,8 +8,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from training_setup import make_dump, tiny_config, tiny_models
 
 from pwavenet.config import AudioConfig, ConfigError, feature_hash, load_config
+from pwavenet.errors import DataError
 from pwavenet.features import F0_REFERENCE_HZ, Features, f0_from_rows, pitch_rows
 from pwavenet.models.conditioning import SineExcitation
 from pwavenet.models.student import Student
@@ -36,7 +38,7 @@ def test_pitch_rows_interpolate_log_f0_over_unvoiced_frames():
 
 def test_features_track_the_pitch_of_a_tone():
     audio = AudioConfig(
-        sample_rate=RATE, n_fft=256, hop_length=64, win_length=256, n_mels=10, pitch=True
+        sample_rate=RATE, n_fft=256, hop_length=64, win_length=256, n_mels=10, fmax=None, pitch=True
     )
     t = np.arange(RATE) / RATE
     wav = torch.from_numpy((0.5 * np.sin(2 * np.pi * 150 * t)).astype(np.float32))
@@ -163,19 +165,18 @@ def test_a_sine_needs_the_pitch_rows():
 
 def test_caches_without_pitch_keep_their_hash():
     audio = AudioConfig()
-    settings = {k: v for k, v in audio.__dict__.items() if k != "pitch"}
+    settings = {k: v for k, v in audio.__dict__.items() if k not in ("pitch", "preemphasis")}
     import hashlib
     import json
 
     old = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     assert feature_hash(audio) == old
     assert feature_hash(AudioConfig(pitch=True)) != old
+    assert feature_hash(AudioConfig(preemphasis=0.5)) != old
 
 
 @pytest.mark.usefixtures("fresh_accelerate_state")
 def test_a_pitch_informed_teacher_and_student_train_synthesize_and_are_reported(tmp_path):
-    from training_setup import make_dump, tiny_config
-
     from pwavenet.data.preprocess import preprocess_corpus
     from pwavenet.eval.scores import teacher_nll_bits
     from pwavenet.models.export import load_student, load_teacher
@@ -201,6 +202,9 @@ def test_a_pitch_informed_teacher_and_student_train_synthesize_and_are_reported(
     refs = sorted((tmp_path / "corpus").rglob("*.wav"))[:1]
     inputs = load_inputs(refs, student.audio)
     assert inputs[0].mel.shape[0] == 20 + 2
+    np.save(tmp_path / "mel_only.npy", inputs[0].mel[:20].numpy())
+    with pytest.raises(DataError, match=r"mel must be \(22, frames\): 20 mel bands \+ log-F0"):
+        load_inputs([tmp_path / "mel_only.npy"], student.audio)
     synthesize(student, inputs, tmp_path / "out")
     assert (tmp_path / "out" / f"{refs[0].stem}.wav").is_file()
     from pwavenet.audio import read_audio
@@ -213,3 +217,34 @@ def test_a_pitch_informed_teacher_and_student_train_synthesize_and_are_reported(
     result = evaluate_systems(refs, systems, student.audio, tmp_path / "eval", iterations=2)
     html = write_report(result, refs, systems, student.audio, tmp_path / "eval").read_text()
     assert "Pitch-informed" in html and html.count("log-F0 and voicing") == 1
+
+
+def test_temperature_scales_the_random_part_in_voiced_frames_only():
+    torch.manual_seed(0)
+    model = WaveNet(
+        n_mels=MELS, layers=3, cycles=1, residual_channels=8, gate_channels=8, skip_channels=8,
+        output="gaussian", upsample_scales=[4, 4], pitch=True, pitch_lag=True, sample_rate=RATE,
+    ).eval()  # fmt: skip
+    feats = _features([0.0] * 3 + [300.0] * 3)
+    profile = model.temperature_profile(feats, 0.5)[0]
+    assert profile[: 3 * HOP].eq(1).all() and profile[3 * HOP :].eq(0.5).all()
+    mel_only = model.temperature_profile(feats[:, :MELS], 0.5)  # no voicing row: everywhere
+    assert mel_only.eq(0.5).all()
+    audio, params = model.generate(
+        feats, generator=torch.Generator().manual_seed(4), return_params=True, temperature=0.5
+    )
+    noise = model.output_head.noise(1, audio.shape[-1], torch.Generator().manual_seed(4), "cpu")
+    z = (audio[0] - params[0, 0]) / params[0, 1].exp()  # the variate each sample used
+    torch.testing.assert_close(z, noise[:, 0, 0] * profile, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="temperature"):
+        model.synthesize(feats, temperature=0.0)
+
+
+def test_student_temperature_scales_its_base_noise():
+    _, student, _ = tiny_models()
+    mel = torch.randn(1, 4, 20)
+    noise = student.noise([80], torch.Generator().manual_seed(0), "cpu", steps=80)
+    torch.testing.assert_close(
+        student.synthesize(mel, noise=noise, temperature=0.3),
+        student.synthesize(mel, noise=0.3 * noise),
+    )

@@ -18,7 +18,9 @@ def _add_synthesize(sub: argparse._SubParsersAction) -> Handler:
         help="Synthesize audio from mels or audio files with a student or a teacher.",
         description=(
             "Synthesize a WAV for every input: audio files (their mel is computed with the "
-            "model's feature settings) or .npy mel arrays (n_mels, frames); files, folders, or "
+            "model's feature settings, F0 included for a pitch-informed model) or .npy mel arrays "
+            "(n_mels, frames; n_mels + 2 with log-F0 and voicing rows for a model trained with "
+            "audio.pitch); files, folders, or "
             "@list.txt. A student export synthesizes in one parallel pass (in chunks for long "
             "inputs); a teacher export samples autoregressively with its cached generator."
         ),
@@ -41,6 +43,13 @@ def _add_synthesize(sub: argparse._SubParsersAction) -> Handler:
         "0 for one pass.",
     )
     p.add_argument("--seed", type=int, default=0, help="Sampling seed.")
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=1.0,
+        help="Scale of the random part of each sample in voiced frames (everywhere for a "
+        "mel-only model); below 1 sharpens voiced sounds (docs/pitch.md).",
+    )
     p.add_argument(
         "--speaker",
         help="For a model trained on a corpus with speakers: the speaker's name in that corpus "
@@ -72,6 +81,7 @@ def _run_synthesize(args: argparse.Namespace) -> int:
         seed=args.seed,
         chunk_samples=chunk,
         speaker=args.speaker,
+        temperature=args.temperature,
         progress=progress_bar(f"synthesize ({model.kind})", PROGRESS_UNIT[model.kind]),
     )
     for r in rows:

@@ -344,6 +344,8 @@ class Student(Vocoder, kind="student"):
         if noise is None:
             draws = lengths or [steps] * batch
             noise = self.noise(draws, request.generator, mel.device, steps=steps)
+        if request.temperature != 1.0:
+            noise = noise * self.temperature_profile(mel, request.temperature)
         chunk = request.chunk_samples or steps
         chunk = max(1, min(chunk, steps))
         audio = noise.new_zeros(batch, steps)

@@ -224,6 +224,7 @@ class WaveNet(Vocoder, kind="teacher"):
         forced: torch.Tensor | None = None,
         return_params: bool = False,
         progress: Callable[[Iterable[int]], Iterable[int]] | None = None,
+        temperature: float = 1.0,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Autoregressive sampling with per-layer queues, O(layers) per sample.
 
@@ -234,7 +235,8 @@ class WaveNet(Vocoder, kind="teacher"):
         bar, or a timer that may stop early: later samples stay zero). Returns ``(audio (B, T),
         params (B, C_out, T) or None)``; audio past an utterance's length is zero. On the CPU
         the step loop (:class:`~pwavenet.models.step.StepEngine`) runs on numpy arrays
-        (:func:`~pwavenet.models.arrays.step_array_like`).
+        (:func:`~pwavenet.models.arrays.step_array_like`). ``temperature`` scales each step's
+        logistic (or Gaussian) variate where :meth:`temperature_profile` says so.
         """
         if lengths is not None:
             mel = extend_last_frame(mel, lengths, self.hop_length)
@@ -247,7 +249,10 @@ class WaveNet(Vocoder, kind="teacher"):
         head = self._head_state(like)
         params = zeros(like, (steps if return_params else 1, batch, self.output_head.channels))
         if forced is None:
-            noise = to_array(self.output_head.noise(batch, steps, generator, cond.device), like)
+            draws = self.output_head.noise(batch, steps, generator, cond.device)
+            if temperature != 1.0:  # scale the location-scale variate, not the mixture choice
+                draws[..., -1] *= self.temperature_profile(mel, temperature).t()
+            noise = to_array(draws, like)
             sample = self.output_head.sampler(batch, like)
         else:
             forced = to_array(forced.t(), like)
@@ -325,5 +330,6 @@ class WaveNet(Vocoder, kind="teacher"):
             speaker=request.speaker,
             generator=request.generator,
             progress=request.progress,
+            temperature=request.temperature,
         )
         return audio

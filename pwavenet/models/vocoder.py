@@ -95,6 +95,7 @@ class Vocoder(nn.Module, ABC):
         chunk_samples: int | None = None,
         progress: Progress | None = None,
         noise: torch.Tensor | None = None,
+        temperature: float = 1.0,
     ) -> torch.Tensor:
         """Audio ``(B, F * hop)`` for ``mel: (B, n_mels, F)``, no gradient.
 
@@ -106,8 +107,16 @@ class Vocoder(nn.Module, ABC):
         model's inner loop. ``noise``: the randomness given instead of drawn, where the model
         takes it whole (the student's base noise ``(B, F * hop)``). A model whose ``audio``
         sets ``preemphasis`` learnt the pre-emphasised signal: its output is de-emphasised here.
+        ``temperature`` scales the random part of every sample (the teacher's logistic or
+        Gaussian variate, the student's base noise) in voiced frames, or everywhere for a model
+        without the voicing row (:meth:`temperature_profile`): below 1 it sharpens voiced
+        sounds, FFTNet's conditional sampling and LPCNet's pitch-dependent temperature.
         """
-        request = SynthesisRequest(lengths, speaker, generator, chunk_samples, progress, noise)
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        request = SynthesisRequest(
+            lengths, speaker, generator, chunk_samples, progress, noise, temperature
+        )
         audio = self._synthesize(mel, request)
         coef = self.audio.preemphasis if self.audio is not None else 0.0
         if coef:  # the model learnt the pre-emphasised signal: undo it
@@ -115,6 +124,17 @@ class Vocoder(nn.Module, ABC):
             for b, n in enumerate(lengths or []):
                 audio[b, n:] = 0
         return audio
+
+    def temperature_profile(self, mel: torch.Tensor, temperature: float) -> torch.Tensor:
+        """The temperature of every sample ``(B, F * hop)``: ``temperature`` in voiced frames
+        (the voicing row after the log-F0 row of a pitch-informed model's features) and 1
+        elsewhere; ``temperature`` everywhere for a mel-only model."""
+        batch, rows, frames = mel.shape
+        n_mels = getattr(self, "n_mels", rows)
+        if rows < n_mels + 2:
+            return mel.new_full((batch, frames * self.hop_length), temperature)
+        voiced = torch.repeat_interleave(mel[:, n_mels + 1] > 0.5, self.hop_length, dim=-1)
+        return torch.where(voiced, temperature, 1.0).to(mel.dtype)
 
     @abstractmethod
     def _synthesize(self, mel: torch.Tensor, request: SynthesisRequest) -> torch.Tensor:
@@ -131,3 +151,4 @@ class SynthesisRequest:
     chunk_samples: int | None = None
     progress: Progress | None = None
     noise: torch.Tensor | None = None
+    temperature: float = 1.0
