@@ -161,18 +161,11 @@ def synthesize(
                 raise DataError(f"{u.source}: the model produced non-finite samples")
             write_wav(out_dir / f"{u.id}.wav", wav[:n], audio_cfg.sample_rate)
             rows.append(_speed_row(u.id, n, sum(lengths), elapsed, audio_cfg.sample_rate))
+    settings = {"batch_size": batch_size, "chunk_samples": chunk_samples, "speaker": speaker}
+    record = {"format": SYNTHESIS_FORMAT, "model": model.kind, "device": str(device)}
     write_json(
         out_dir / SYNTHESIS_LOG,
-        {
-            "format": SYNTHESIS_FORMAT,
-            "model": model.kind,
-            "device": str(device),
-            "batch_size": batch_size,
-            "chunk_samples": chunk_samples,
-            "speaker": speaker,
-            "temperature": temperature,
-            "utterances": rows,
-        },
+        {**record, **settings, "temperature": temperature, "utterances": rows},
     )
     return rows
 

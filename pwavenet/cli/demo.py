@@ -22,9 +22,9 @@ def _add_demo(sub: argparse._SubParsersAction) -> Handler:
             "evaluate them beside a Griffin-Lim baseline into OUT/eval/report.html. Each stage's "
             "wall time is logged; running it again reuses finished stages and resumes an "
             "interrupted training run. Sizes: --quick (seconds: checks the pipeline), cpu "
-            "(about 10 minutes on 2 cores), cpu-long (at most an hour on 2 cores, pitch-informed: "
-            "voiced output), gpu (sized for about 30 minutes on one GPU). Configs: "
-            "pwavenet/conf/demo/{teacher,student}_<size>.yaml (shipped with the package)."
+            "(about 13 minutes on 2 cores, pitch-informed), cpu-long (46 minutes measured on 2 "
+            "cores, pitch-informed, voiced output), gpu (sized for about 30 minutes on one GPU). "
+            "Configs: pwavenet/conf/demo/{teacher,student}_<size>.yaml (shipped with the package)."
         ),
     )
     p.add_argument("--quick", action="store_true", help="The smallest size (what CI runs).")

@@ -79,12 +79,7 @@ class WaveNet(Vocoder, kind="teacher"):
         self.upsampler = Upsampler(list(upsample_scales), n_mels + (2 if pitch else 0))
         self.excitation = pitch_excitation(n_mels, pitch, excitation, self.hop_length, sample_rate)
         self.speaker = nn.Embedding(speakers, speaker_channels) if speakers > 0 else None
-        cond_in = self.upsampler.channels + (self.excitation is not None)
-        cond_in += speaker_channels if speakers > 0 else 0
-        # A 1x1 conv per layer projects the conditioning. One shared conv split per layer costs
-        # the same FLOPs but makes autograd concatenate a (B, layers * gate, T) gradient: 3x
-        # slower for the conditioning and most of the training memory (measured on CPU).
-        self.cond = nn.ModuleList(nn.Conv1d(cond_in, gate_channels, 1) for _ in range(layers))
+        self.cond = self._projections(layers, gate_channels)
         if pitch_lag and not pitch:
             raise ValueError("a pitch-lag input needs the pitch rows (pitch=True)")
         self.pitch_lag, self.sample_rate = pitch_lag, sample_rate
@@ -100,16 +95,30 @@ class WaveNet(Vocoder, kind="teacher"):
             )
             for i, d in enumerate(self.dilations)
         )
-        self.head = nn.Sequential(
+        self.head = self._output_layers(skip_channels, log_scale_init)
+
+    def _output_layers(self, skip_channels: int, log_scale_init: float) -> nn.Sequential:
+        """ReLU, 1x1 conv, ReLU, 1x1 conv to the output head's channels, the last bias set by
+        the head: narrow output scales at the start were measured to halve the time to a given
+        NLL compared with a zero bias (docs/design.md §8)."""
+        head = nn.Sequential(
             nn.ReLU(),
             nn.Conv1d(skip_channels, skip_channels, 1),
             nn.ReLU(),
             nn.Conv1d(skip_channels, self.output_head.channels, 1),
         )
-        # Start with narrow output scales: measured to halve the time to a given NLL compared
-        # with a zero bias (docs/design.md §8).
         with torch.no_grad():
-            self.output_head.init_bias(self.head[-1].bias, log_scale_init)
+            self.output_head.init_bias(head[-1].bias, log_scale_init)
+        return head
+
+    def _projections(self, layers: int, gate_channels: int) -> nn.ModuleList:
+        """The 1x1 conv of each layer that projects the conditioning (mel, pitch rows, sine,
+        speaker embedding). One shared conv split per layer costs the same FLOPs but makes
+        autograd concatenate a (B, layers * gate, T) gradient: 3x slower for the conditioning and
+        most of the training memory (measured on CPU)."""
+        cond_in = self.upsampler.channels + (self.excitation is not None)
+        cond_in += self.speaker.embedding_dim if self.speaker is not None else 0
+        return nn.ModuleList(nn.Conv1d(cond_in, gate_channels, 1) for _ in range(layers))
 
     # ------------------------------------------------------------------ shapes and conditioning
 
