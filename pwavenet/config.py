@@ -246,15 +246,15 @@ class Config:
                     f"{where}: each of student.flow_layers {self.student.flow_layers} must be "
                     f"positive and a multiple of student.layers_per_cycle ({per_cycle}) or less"
                 )
+        if self.teacher.pitch_lag and not self.audio.pitch:
+            raise ConfigError(
+                f"{where}: teacher.pitch_lag needs F0 in the features: set audio.pitch to true"
+            )
         for name in ("teacher", "student"):
             if getattr(self, name).excitation != "none" and not self.audio.pitch:
                 raise ConfigError(
                     f"{where}: {name}.excitation {getattr(self, name).excitation!r} needs F0 in "
                     "the features: set audio.pitch to true"
-                )
-            if name == "teacher" and self.teacher.pitch_lag and not self.audio.pitch:
-                raise ConfigError(
-                    f"{where}: teacher.pitch_lag needs F0 in the features: set audio.pitch to true"
                 )
             scales = getattr(self, name).upsample_scales
             if math.prod(scales) != self.audio.hop_length:

@@ -12,17 +12,18 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..features import f0_from_rows
+
 __all__ = [
     "SineExcitation",
     "Upsampler",
     "extend_last_frame",
+    "frame_f0",
     "lagged",
     "mel_features",
     "pitch_excitation",
     "pitch_lags",
 ]
-
-F0_REFERENCE_HZ = 100.0  # the features' log-F0 row is ln(F0 / this) (pwavenet.features)
 
 
 class Upsampler(nn.Module):
@@ -61,6 +62,12 @@ class Upsampler(nn.Module):
         return x.squeeze(1)[:, :, p * self.hop : x.shape[-1] - p * self.hop]
 
 
+def frame_f0(feats: torch.Tensor, row: int) -> torch.Tensor:
+    """F0 in Hz per frame ``(B, F)`` (float64), 0 where unvoiced, from the log-F0 row ``row`` and
+    the voicing row ``row + 1`` of ``feats (B, C, F)`` (:func:`pwavenet.features.f0_from_rows`)."""
+    return f0_from_rows(feats[:, row].double(), feats[:, row + 1].double())
+
+
 class SineExcitation(nn.Module):
     """A sine at the frame's F0 in voiced frames and silence elsewhere, at the sample rate: the
     excitation of neural source-filter models (NSF), here one more conditioning channel.
@@ -78,18 +85,13 @@ class SineExcitation(nn.Module):
             raise ValueError(f"a sine excitation needs the sample rate, got {sample_rate}")
         self.row, self.hop, self.sample_rate = row, hop, sample_rate
 
-    def frame_f0(self, feats: torch.Tensor) -> torch.Tensor:
-        """F0 in Hz per frame ``(B, F)``, 0 where unvoiced."""
-        log_f0, voicing = feats[:, self.row].double(), feats[:, self.row + 1].double()
-        return torch.where(voicing > 0.5, F0_REFERENCE_HZ * torch.exp(log_f0), 0.0)
-
     def phase_at(self, feats: torch.Tensor) -> torch.Tensor:
         """The phase ``(B,)`` after all the frames of ``feats``, modulo 2 pi."""
-        cycles = self.frame_f0(feats).sum(dim=-1) * self.hop / self.sample_rate
+        cycles = frame_f0(feats, self.row).sum(dim=-1) * self.hop / self.sample_rate
         return 2 * math.pi * torch.remainder(cycles, 1.0)
 
     def forward(self, feats: torch.Tensor, phase0: torch.Tensor | None = None) -> torch.Tensor:
-        f0 = self.frame_f0(feats)
+        f0 = frame_f0(feats, self.row)
         step = torch.repeat_interleave(f0 / self.sample_rate, self.hop, dim=-1)  # cycles/sample
         cycles = torch.remainder(torch.cumsum(step, dim=-1) - step, 1.0)  # sample 0 at phase0
         phase = 2 * math.pi * cycles
@@ -102,7 +104,7 @@ def pitch_lags(feats: torch.Tensor, row: int, hop: int, sample_rate: int) -> tor
     """One pitch period in samples for every sample ``(B, F * hop)`` (long): ``round(rate /
     F0)`` of its frame, from the log-F0 row ``row`` and voicing row ``row + 1`` of ``feats (B, C,
     F)``; 0 in unvoiced frames (no lag input there)."""
-    f0 = SineExcitation(row, hop, sample_rate).frame_f0(feats)
+    f0 = frame_f0(feats, row)
     period = torch.where(f0 > 0, torch.round(sample_rate / f0.clamp(min=1.0)), 0.0).long()
     return torch.repeat_interleave(period, hop, dim=-1)
 

@@ -47,6 +47,10 @@ class Vocoder(nn.Module, ABC):
     for a corpus with speakers its ``speakers`` ``{name: id}`` table; for a student the
     ``teacher`` export's path and ``teacher_sha256``). Empty until loaded."""
 
+    n_mels: int
+    """Mel bands of the input; a pitch-informed model's features have two more rows after them
+    (log-F0 and voicing, :mod:`pwavenet.features`)."""
+
     speaker: nn.Embedding | None
     """The speaker embedding table of a model conditioned on speakers, else ``None``."""
 
@@ -130,10 +134,9 @@ class Vocoder(nn.Module, ABC):
         (the voicing row after the log-F0 row of a pitch-informed model's features) and 1
         elsewhere; ``temperature`` everywhere for a mel-only model."""
         batch, rows, frames = mel.shape
-        n_mels = getattr(self, "n_mels", rows)
-        if rows < n_mels + 2:
+        if rows < self.n_mels + 2:
             return mel.new_full((batch, frames * self.hop_length), temperature)
-        voiced = torch.repeat_interleave(mel[:, n_mels + 1] > 0.5, self.hop_length, dim=-1)
+        voiced = torch.repeat_interleave(mel[:, self.n_mels + 1] > 0.5, self.hop_length, dim=-1)
         return torch.where(voiced, temperature, 1.0).to(mel.dtype)
 
     @abstractmethod
