@@ -101,24 +101,45 @@ def write_wav(path: str | Path, audio: np.ndarray | torch.Tensor, sample_rate: i
 def mel_filterbank(
     sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None
 ) -> torch.Tensor:
-    """Slaney-normalised mel filterbank ``(n_mels, n_fft // 2 + 1)`` as used by librosa.
+    """Slaney-normalised mel filterbank ``(n_mels, n_fft // 2 + 1)``, the matrix of librosa's
+    ``filters.mel`` (Slaney mel scale, area normalisation; a test holds them equal).
 
-    torchaudio builds it when it imports (no librosa start-up cost); otherwise librosa does.
-    Both give the same matrix (Slaney mel scale, Slaney area normalisation).
+    Built here in float64 from the definition, so that neither librosa (its import and first
+    calls cost seconds) nor torchaudio (CUDA-only wheels) is needed to make features: triangles
+    between ``n_mels + 2`` points equally spaced in mel from ``fmin`` to ``fmax`` (default the
+    Nyquist frequency), each scaled to unit area, ``2 / (f_{i+2} - f_i)``.
     """
     top = float(fmax) if fmax is not None else sample_rate / 2
-    try:
-        import torchaudio.functional as taf  # optional; CUDA-only wheels fail on CPU builds
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(float(fmin)), _hz_to_mel(top), n_mels + 2))
+    freqs = np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)
+    gaps = np.diff(edges)
+    ramps = edges[:, None] - freqs[None, :]
+    rising = -ramps[:-2] / gaps[:-1, None]
+    falling = ramps[2:] / gaps[1:, None]
+    weights = np.maximum(0.0, np.minimum(rising, falling))
+    weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
+    return torch.from_numpy(weights.astype(np.float32))
 
-        fb = taf.melscale_fbanks(
-            n_fft // 2 + 1, float(fmin), top, n_mels, sample_rate, norm="slaney", mel_scale="slaney"
-        )
-        return fb.T.contiguous().float()
-    except Exception:  # any import or runtime failure of the optional backend
-        import librosa
 
-        fb = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=top)
-        return torch.from_numpy(np.asarray(fb, dtype=np.float32))
+_MEL_BREAK_HZ = 1000.0  # the Slaney scale is linear below, logarithmic above
+_MEL_PER_HZ = 3.0 / 200.0  # linear part: 200/3 Hz per mel
+_MEL_LOG_STEP = np.log(6.4) / 27.0  # log part: 27 mels per factor 6.4
+
+
+def _hz_to_mel(f: float | np.ndarray) -> np.ndarray:
+    f = np.asarray(f, dtype=np.float64)
+    linear = f * _MEL_PER_HZ
+    log = (
+        _MEL_BREAK_HZ * _MEL_PER_HZ
+        + np.log(np.maximum(f, _MEL_BREAK_HZ) / _MEL_BREAK_HZ) / _MEL_LOG_STEP
+    )
+    return np.where(f >= _MEL_BREAK_HZ, log, linear)
+
+
+def _mel_to_hz(m: np.ndarray) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float64)
+    brk = _MEL_BREAK_HZ * _MEL_PER_HZ
+    return np.where(m >= brk, _MEL_BREAK_HZ * np.exp(_MEL_LOG_STEP * (m - brk)), m / _MEL_PER_HZ)
 
 
 class LogMelSpectrogram(nn.Module):

@@ -72,7 +72,7 @@ SIZES = {
     "quick": DemoSize(10, 0.5, 1.0, "cpu", 2),
     "cpu": DemoSize(48, 1.0, 4.0, "cpu", 4),
     "cpu-long": DemoSize(48, 1.0, 4.0, "cpu", 4),
-    "gpu": DemoSize(400, 1.0, 4.0, "cuda", 8),
+    "gpu": DemoSize(96, 1.0, 4.0, "cuda", 8),
 }
 
 

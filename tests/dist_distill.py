@@ -1,7 +1,8 @@
 """Run by test_distillation.py under two processes (torchrun + accelerate): two student steps.
 
 Every rank writes its student weights to ``<out>.<rank>``: after the steps they must be equal
-(gradients synchronised) and differ from the start.
+(gradients synchronised) and differ from the start; and what it computed itself (its loss
+metrics and the validation batches it scored, see ``RecordingTask``) to ``<out>.<rank>.json``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_distillation import STUDENT
-from training_setup import tiny_config
+from training_setup import RecordingTask, tiny_config
 
 from pwavenet.train.distill import make_distill_trainer
 
@@ -27,9 +28,11 @@ def main(dump: str, teacher: str, run: str, out: str, processes: int) -> None:
     acc = trainer.accelerator
     if acc.num_processes != processes:
         raise SystemExit(f"expected {processes} processes, got {acc.num_processes}")
+    trainer.task = recorder = RecordingTask(trainer.task)
     trainer.fit()
     state = {k: v.detach().contiguous() for k, v in trainer.unwrapped.state_dict().items()}
     save_file(state, f"{out}.{acc.process_index}")
+    recorder.dump(f"{out}.{acc.process_index}.json")
     torch.distributed.barrier() if torch.distributed.is_initialized() else None
 
 

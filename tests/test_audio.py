@@ -154,3 +154,18 @@ def test_write_wav_is_16_bit_and_atomic(tmp_path):
     with pytest.raises(AudioError, match="non-finite"):
         write_wav(tmp_path / "nan.wav", np.array([0.0, np.inf]), 22050)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.wav"]
+
+
+@pytest.mark.parametrize(
+    "rate, n_fft, n_mels, fmin, fmax",
+    [(22050, 1024, 80, 0.0, 8000.0), (16000, 1024, 80, 0.0, None), (24000, 2048, 100, 55.0, 1.2e4)],
+)
+def test_mel_filterbank_equals_librosa(rate, n_fft, n_mels, fmin, fmax):
+    import librosa
+
+    from pwavenet.audio import mel_filterbank
+
+    ours = mel_filterbank(rate, n_fft, n_mels, fmin, fmax).numpy()
+    ref = librosa.filters.mel(sr=rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax or rate / 2)
+    assert ours.shape == ref.shape
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-7)

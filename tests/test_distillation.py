@@ -11,10 +11,17 @@ import pytest
 import torch
 from conftest import reset_accelerate
 from safetensors.torch import load_file
-from training_setup import make_dump, tiny_batch, tiny_config, tiny_models
+from training_setup import (
+    check_numbers_of_processes,
+    make_dump,
+    tiny_batch,
+    tiny_config,
+    tiny_models,
+)
 
 from pwavenet.config import LOSS_TERMS, ConfigError, DistillConfig
 from pwavenet.models.export import ExportError, load_student
+from pwavenet.train.collective import validate
 from pwavenet.train.distill import TERMS, DistillTask, make_distill_trainer, train_student
 from pwavenet.train.teacher import train_teacher
 from pwavenet.train.trainer import latest_checkpoint
@@ -120,6 +127,8 @@ def test_teacher_with_other_features_is_refused(setup, tmp_path):
 
 @pytest.mark.slow
 def test_two_processes_keep_one_student(setup, tmp_path):
+    """Two processes train one student, log the mean of their training metrics, and split the
+    validation set between them (the value one process gets, with the same noise)."""
     from test_training import free_port
 
     dump, teacher = setup
@@ -134,6 +143,10 @@ def test_two_processes_keep_one_student(setup, tmp_path):
         torch.testing.assert_close(a[k], b[k], atol=0, rtol=0, msg=k)
     flows = [k for k in a if k.endswith("out.weight")]
     assert flows and any(float(a[k].abs().max()) > 0 for k in flows)  # the steps moved them
+    cfg = student_config(teacher, "train.max_steps=2", "optim.ema_decay=0")  # as dist_distill
+    trainer, _ = make_distill_trainer(cfg, dump, tmp_path / "one", cpu=True)
+    trainer.unwrapped.load_state_dict(a)
+    check_numbers_of_processes(tmp_path / "run", str(out), 2, "loss", trainer.validate())
 
 
 # The loss of a tiny seeded setup, pinned (values measured before the loss became a weight
@@ -189,12 +202,15 @@ def test_gaussian_pair_loss_is_pinned():
 
 
 def test_validation_value_is_pinned():
+    # Re-measured when validation began to seed each batch from its index (for sharding across
+    # processes): the first batch's draws are unchanged, the second's are new.
     teacher, student, audio = tiny_models()
     task = DistillTask(teacher, DistillConfig(samples=4), audio)
-    valid = task.validate(student, [tiny_batch(1, batch=1), tiny_batch(2, batch=1)])
-    assert valid["kl/loss"] == pytest.approx(0.22730886936187744, rel=1e-6)
-    assert valid["power/loss"] == pytest.approx(2609.896728515625, rel=1e-6)
-    assert valid["rms/ratio_db"] == pytest.approx(21.00873498813548, rel=1e-6)
+    batches = [tiny_batch(1, batch=1), tiny_batch(2, batch=1)]
+    valid = validate(task.validation_totals, student, batches)
+    assert valid["kl/loss"] == pytest.approx(0.18499119579792023, rel=1e-6)
+    assert valid["power/loss"] == pytest.approx(2492.0194091796875, rel=1e-6)
+    assert valid["rms/ratio_db"] == pytest.approx(20.906870504102926, rel=1e-6)
 
 
 def test_loss_terms_are_one_list():
@@ -221,13 +237,18 @@ def test_validation_reports_every_weighted_term():
     cfg = DistillConfig(samples=2, loss_weights={"kl": 1.0, "power": 1.0, "loudness": 0.5})
     task = DistillTask(teacher, cfg, audio)
     batches = [tiny_batch(1, batch=1), tiny_batch(2, batch=1)]
-    valid = task.validate(student, batches)
+    valid = validate(task.validation_totals, student, batches)
     assert {"kl/loss", "power/loss", "loudness/loss", "loss"} <= set(valid)
     torch.manual_seed(0)
     _, metrics = task.loss(student, tiny_batch())
     assert {k for k in metrics if k.endswith("/loss")} == {k for k in valid if k.endswith("/loss")}
     # the same fixed noise at every validation: the numbers repeat
-    assert task.validate(student, batches) == valid
+    assert validate(task.validation_totals, student, batches) == valid
+    # each batch's noise is fixed by its index, not by the batches validated before it (as on
+    # another process): scored in the other order, the batches give the same validation
+    second = task.validation_totals(student, batches[1], 1)
+    first = task.validation_totals(student, batches[0], 0)
+    assert {k: (first[k][0] + second[k][0]) / 2 for k in valid} == pytest.approx(valid, rel=1e-12)
 
 
 def test_contrastive_gamma_is_the_contrastive_weight():

@@ -8,6 +8,7 @@ import pytest
 import torch
 from flow_contract import assert_lower_triangular, check_flow, jacobian
 
+from pwavenet.models import student as student_module
 from pwavenet.models.student import IAFFlow, Student
 
 TINY = {
@@ -170,6 +171,29 @@ def test_fast_inference_path_equals_the_training_path():
     slow = big(z, mel).x.detach()
     assert float((slow - z).abs().mean()) > 0.01  # the flow does something
     torch.testing.assert_close(big.transform_inference(z, big.features(mel)), slow)
+
+
+@pytest.mark.parametrize("rows", [7, 1 << 18])
+def test_time_major_rows_per_pass_do_not_change_the_sample(rows, monkeypatch):
+    # a CPU works through few rows at a time (cache), a GPU through many (launches)
+    model = tiny_student().float()
+    mel = mel_for(200, batch=2).float()
+    z = model.noise([200, 200], torch.Generator().manual_seed(13))
+    want = model(z, mel).x
+    monkeypatch.setattr(student_module, "TIME_MAJOR_ROWS", rows)
+    torch.testing.assert_close(model.transform_inference(z, model.features(mel)), want)
+
+
+def test_bf16_autocast_keeps_the_composition_in_float32():
+    model = tiny_student().float()
+    mel = mel_for(200, batch=2).float()
+    z = model.noise([200, 200], torch.Generator().manual_seed(14))
+    want = model.transform_inference(z, model.features(mel))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = model.transform_inference(z, model.features(mel))
+    assert low.dtype == torch.float32
+    snr = 10 * torch.log10(want.pow(2).sum() / (want - low).pow(2).sum())
+    assert 20 < float(snr) < 200  # bf16 arithmetic ran (not float32) and stayed close
 
 
 @pytest.mark.parametrize("chunk", [None, 6])

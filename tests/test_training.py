@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from training_setup import make_dump, tiny_config
+from torch.utils.data import DataLoader
+from training_setup import check_numbers_of_processes, make_dump, tiny_config
 
 from pwavenet.data.cache import FeatureCache
 from pwavenet.models.export import ExportError, load_teacher, save_export
+from pwavenet.train.collective import shard
 from pwavenet.train.teacher import (
     TeacherTask,
     build_teacher,
@@ -136,6 +138,8 @@ def free_port() -> int:
 
 @pytest.mark.slow
 def test_two_processes_equal_one_with_the_same_global_batch(dump, tmp_path):
+    """Two processes step like one with their global batch, log the mean of their training
+    metrics, and split the validation set between them (the value one process gets)."""
     script = str(HERE / "dist_train.py")
     one = tmp_path / "one.safetensors"
     two = tmp_path / "two.safetensors"
@@ -159,6 +163,27 @@ def test_two_processes_equal_one_with_the_same_global_batch(dump, tmp_path):
         torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=0, msg=k)
     start = build_teacher(tiny_config()).state_dict()
     assert any(not torch.equal(a[k], start[k]) for k in a)  # training moved the weights
+    # one process validating the two-process weights (EMA off: the weights validated there)
+    cfg = tiny_config("data.batch_size=2", "train.max_steps=1", "optim.ema_decay=0")
+    trainer = make_teacher_trainer(cfg, dump, tmp_path / "v1", cpu=True)
+    trainer.unwrapped.load_state_dict(b)
+    one_process = trainer.validate()
+    check_numbers_of_processes(tmp_path / "r2", str(two), 2, "nll/bits", one_process)
+
+
+def test_shards_split_the_batches_in_order_of_their_indices():
+    loader = DataLoader(list(range(7)), batch_size=2)  # 4 batches, the last short
+    whole = list(loader)
+    for processes in (1, 2, 3, 5):
+        scored = []
+        for rank in range(processes):
+            mine = list(shard(loader, rank, processes))
+            assert [i for i, _ in mine] == list(range(rank, len(whole), processes))
+            assert [i for i, _ in shard(whole, rank, processes)] == [i for i, _ in mine]
+            for index, batch in mine:
+                assert torch.equal(batch, whole[index])
+            scored += [i for i, _ in mine]
+        assert sorted(scored) == list(range(len(whole)))
 
 
 def test_bf16_autocast_trains_with_float32_loss_math(dump, tmp_path):

@@ -101,3 +101,64 @@ def tiny_batch(seed: int = 0, batch: int = 2, steps: int = 128):
         "mel": torch.randn(batch, 4, steps // 4, generator=g),
         "lengths": lengths,
     }
+
+
+class RecordingTask:
+    """A training task that records what this process computed: the metrics of each of its
+    loss calls, and the index and totals of each validation batch it scored."""
+
+    def __init__(self, task) -> None:
+        self.task = task
+        self.losses: list[dict[str, float]] = []
+        self.validated: list[tuple[int, dict[str, tuple[float, float]]]] = []
+
+    def loss(self, model, batch):
+        loss, metrics = self.task.loss(model, batch)
+        self.losses.append(dict(metrics))
+        return loss, metrics
+
+    def validation_totals(self, model, batch, index: int):
+        totals = self.task.validation_totals(model, batch, index)
+        self.validated.append((index, totals))
+        return totals
+
+    def dump(self, path: str) -> None:
+        import json
+
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump({"losses": self.losses, "validated": self.validated}, f)
+
+
+def check_numbers_of_processes(
+    run: Path, out: str, processes: int, loss_key: str, one_process: dict[str, float]
+) -> None:
+    """What a run of ``processes`` processes logged (``run/log.jsonl``) against what each
+    process computed itself (``<out>.<rank>.json`` of :class:`RecordingTask`): the last logged
+    ``loss_key`` is the mean of the processes' own last values; process ``r`` validated the
+    batches ``r, r + processes, ...`` and nothing else; and the logged validation equals
+    ``one_process``, the validation of the same weights by one process."""
+    import json
+
+    import pytest
+
+    ranks = [json.loads(Path(f"{out}.{r}.json").read_text()) for r in range(processes)]
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    own = [rank["losses"][-1][loss_key] for rank in ranks]
+    assert len(set(own)) == processes, own  # else the first process's value would pass too
+    logged = [row for row in rows if loss_key in row][-1][loss_key]
+    assert logged == pytest.approx(sum(own) / processes, rel=1e-12), (logged, own)
+
+    seen = [[index for index, _ in rank["validated"]] for rank in ranks]
+    batches = sum(len(s) for s in seen)
+    assert batches >= processes
+    for r, indices in enumerate(seen):
+        assert indices == list(range(r, batches, processes)), seen
+
+    valid = [row for row in rows if any(k.startswith("valid/") for k in row)][-1]
+    assert one_process and set(one_process) <= set(valid)
+    for key, value in one_process.items():
+        assert valid[key] == pytest.approx(value, rel=1e-5), key
+    key = next(iter(one_process)).removeprefix("valid/")
+    for rank in ranks:  # one process's share alone is not the whole: the shares were added
+        total, weight = (sum(t[key][i] for _, t in rank["validated"]) for i in (0, 1))
+        assert total / weight != pytest.approx(one_process[f"valid/{key}"], rel=1e-4)

@@ -11,6 +11,7 @@ added as one more function.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import gc
 import itertools
@@ -165,9 +166,19 @@ def device_name(device: torch.device) -> str:
 # --------------------------------------------------------------------------- the teacher
 
 
-def train_rate(model: WaveNet, clips: int, length: int, s: Settings) -> tuple[float, float]:
+def autocast(s: Settings, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` to ``dtype`` on the device (nothing for ``None``, i.e. float32)."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(s.device.type, dtype=dtype)
+
+
+def train_rate(
+    model: WaveNet, clips: int, length: int, s: Settings, dtype: torch.dtype | None = None
+) -> tuple[float, float]:
     """Samples per second of a teacher-forced training step (forward, backward, Adam) on
-    ``clips x length`` samples, and the peak memory in MiB."""
+    ``clips x length`` samples, and the peak memory in MiB; ``dtype`` bf16 autocasts the step
+    (the loss maths stays float32)."""
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     g = torch.Generator().manual_seed(0)
@@ -175,7 +186,8 @@ def train_rate(model: WaveNet, clips: int, length: int, s: Settings) -> tuple[fl
     mel = torch.randn(clips, model.n_mels, length // model.hop_length, generator=g).to(s.device)
 
     def step() -> None:
-        loss = -model.log_prob(audio, mel).mean()
+        with autocast(s, dtype):
+            loss = -model.log_prob(audio, mel).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -187,18 +199,22 @@ def train_rate(model: WaveNet, clips: int, length: int, s: Settings) -> tuple[fl
     return clips * length / seconds, mem.mib
 
 
-def cached_rate(model: WaveNet, batch: int, s: Settings) -> tuple[float, float]:
+def cached_rate(
+    model: WaveNet, batch: int, s: Settings, engine: str = "auto", probe: int = 4
+) -> tuple[float, float]:
     """Samples per second (all utterances together) of :meth:`WaveNet.generate` on ``batch``
-    utterances, setup included, and the peak memory in MiB. A one-frame run sizes the
-    measured runs to about a third of the budget."""
+    utterances with ``engine``, setup included, and the peak memory in MiB. A run of ``probe``
+    frames (long enough that a CUDA graph's capture does not dominate) sizes the measured runs
+    to about a third of the budget."""
     hop = model.hop_length
 
     def runner(frames: int) -> Callable[[], object]:
         g = torch.Generator().manual_seed(0)
         mel = torch.randn(batch, model.n_mels, frames, generator=g).to(s.device)
-        return lambda: model.generate(mel, generator=torch.Generator().manual_seed(1))
+        seed = torch.Generator().manual_seed(1)
+        return lambda: model.generate(mel, generator=seed, engine=engine)
 
-    steps_per_second = hop / best_time(runner(1), 0.0, s.device)
+    steps_per_second = probe * hop / best_time(runner(probe), 0.0, s.device)
     frames = max(1, round(steps_per_second * s.seconds / 3 / hop))
     run = runner(frames)
     with PeakMemory(s.device) as mem:
@@ -275,21 +291,22 @@ def flops_per_sample(model: torch.nn.Module) -> int:
     )
 
 
-def matmul_peak(s: Settings) -> float:
-    """GFLOP/s of a 2048 x 2048 float32 matrix product (best of repeated runs)."""
-    a = torch.randn(2048, 2048, device=s.device)
+def matmul_peak(s: Settings, dtype: torch.dtype = torch.float32) -> float:
+    """GFLOP/s of a 2048 x 2048 matrix product in ``dtype`` (best of repeated runs)."""
+    a = torch.randn(2048, 2048, device=s.device, dtype=dtype)
     return 2 * 2048**3 / best_time(lambda: a @ a, min(s.seconds, 2.0), s.device) / 1e9
 
 
-def synth_rate(model: Student, batch: int, seconds: float, s: Settings, chunk=None):
+def synth_rate(model: Student, batch: int, seconds: float, s: Settings, chunk=None, dtype=None):
     """Samples per second (all utterances) of :meth:`Student.synthesize` on ``batch``
-    utterances of ``seconds`` each, noise included, and the peak memory in MiB."""
+    utterances of ``seconds`` each, noise included, and the peak memory in MiB; ``dtype`` bf16
+    autocasts the flows (the composition stays float32)."""
     frames = max(1, round(seconds * SAMPLE_RATE / model.hop_length))
     g = torch.Generator().manual_seed(0)
     mel = torch.randn(batch, model.n_mels, frames, generator=g).to(s.device)
 
     def run() -> object:
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(s, dtype):
             return model.synthesize(mel, generator=g, chunk_samples=chunk)
 
     with PeakMemory(s.device) as mem:
@@ -297,9 +314,16 @@ def synth_rate(model: Student, batch: int, seconds: float, s: Settings, chunk=No
     return batch * frames * model.hop_length / took, mem.mib
 
 
-def distill_rate(student: Student, teacher: WaveNet, clips: int, length: int, s: Settings):
+def distill_rate(
+    student: Student,
+    teacher: WaveNet,
+    clips: int,
+    length: int,
+    s: Settings,
+    dtype: torch.dtype | None = None,
+) -> float:
     """Samples per second of a distillation step (student sample, frozen teacher pass, Monte
-    Carlo KL with 16 draws, power loss, backward, Adam)."""
+    Carlo KL with 16 draws, power loss, backward, Adam); ``dtype`` bf16 autocasts it."""
     task = DistillTask(teacher, DistillConfig(samples=16), AudioConfig())
     opt = torch.optim.Adam(student.parameters(), lr=1e-4)
     g = torch.Generator().manual_seed(0)
@@ -310,7 +334,8 @@ def distill_rate(student: Student, teacher: WaveNet, clips: int, length: int, s:
     }
 
     def step() -> None:
-        loss, _ = task.loss(student, batch)
+        with autocast(s, dtype):
+            loss, _ = task.loss(student, batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

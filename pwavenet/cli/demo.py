@@ -23,7 +23,8 @@ def _add_demo(sub: argparse._SubParsersAction) -> Handler:
             "wall time is logged; running it again reuses finished stages and resumes an "
             "interrupted training run. Sizes: --quick (seconds: checks the pipeline), cpu "
             "(about 13 minutes on 2 cores, pitch-informed), cpu-long (46 minutes measured on 2 "
-            "cores, pitch-informed, voiced output), gpu (sized for about 30 minutes on one GPU). "
+            "cores, pitch-informed, voiced output), gpu (pitch-informed, sized by estimate to "
+            "finish in 6 minutes on one H200; tools/gpu_check.sh times it). "
             "Configs: pwavenet/conf/demo/{teacher,student}_<size>.yaml (shipped with the package)."
         ),
     )

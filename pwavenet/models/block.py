@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import ModuleType
 
 import numpy as np
@@ -94,25 +94,33 @@ class ResidualBlock(nn.Module):
         (:meth:`skip_matrix`).
         """
         half = self.conv.out_channels // 2
-        conv_w = self.conv.step_weight() * scale
-        conv_w[:, half:] *= 0.5
-        res_w = None
-        if self.res is not None:
-            res_w = torch.cat(
-                [self.res.weight.detach()[:, :, 0].t() * 0.5, self.res.bias.detach()[None]]
-            )
-            res_w = to_array(res_w / scale, like)
+        conv_w, res_w = self.step_matrices(scale)
         if gate_out is None:
             gate_out = zeros(like, (batch, half + 1))
         gate_out[:, half] = 1
         return BlockState(
             queue=self.conv.new_queue(batch, like),
             conv_w=to_array(conv_w, like),
-            res_w=res_w,
+            res_w=None if res_w is None else to_array(res_w, like),
             gate=gate_out,
             a=zeros(like, (batch, 2 * half)),
             r=zeros(like, (batch, self.conv.in_channels)),
         )
+
+    def step_matrices(self, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The weights of one step with the constants of :meth:`new_state` folded in: the conv
+        ``(k * R, G)`` (taps oldest first, ``b`` columns halved, times ``scale``) and the
+        residual output ``(G/2 + 1, R)`` (from ``[2h, 1]``, divided by ``scale``; None without
+        a residual output)."""
+        half = self.conv.out_channels // 2
+        conv_w = self.conv.step_weight() * scale
+        conv_w[:, half:] *= 0.5
+        if self.res is None:
+            return conv_w, None
+        res_w = torch.cat(
+            [self.res.weight.detach()[:, :, 0].t() * 0.5, self.res.bias.detach()[None]]
+        )
+        return conv_w, res_w / scale
 
     def time_major(self, cond: nn.Conv1d, scale: float = 1.0) -> TimeMajorWeights:
         """The weights of :meth:`forward_time_major`, with this block's conditioning
@@ -218,6 +226,11 @@ class TimeMajorWeights:
     bias: torch.Tensor  # (G,): conv and conditioning biases
     res: torch.Tensor  # (G/2, R): from 2h to the residual update
     res_bias: torch.Tensor  # (R,)
+
+    def to(self, dtype: torch.dtype) -> TimeMajorWeights:
+        """These weights in ``dtype`` (the offsets unchanged)."""
+        cast = {k: v.to(dtype) for k, v in vars(self).items() if isinstance(v, torch.Tensor)}
+        return replace(self, **cast)
 
 
 @dataclass

@@ -36,6 +36,12 @@ from .vocoder import SynthesisRequest, Vocoder
 
 __all__ = ["IAFFlow", "Student", "StudentSample", "log_scale_for_step_size"]
 
+# Rows of the time-major layout a block works through at a time: on a CPU few enough that the
+# pre-activations stay in cache (measured fastest); on a GPU many, so that a long batch costs
+# tens of kernel launches per block rather than thousands.
+TIME_MAJOR_ROWS = 4096
+TIME_MAJOR_ROWS_GPU = 1 << 18
+
 
 class StudentSample(NamedTuple):
     """A student sample and its per-step distribution, all ``(B, T)``."""
@@ -121,24 +127,29 @@ class IAFFlow(nn.Module):
         """:meth:`params` for inference, a batch in time-major layout: ``z: (T, B)``,
         ``cond: (T * B, C)`` (row ``t * B + b``) -> ``(mu, log_s)``, both ``(T, B)``. Matrix
         products over shifted views instead of convolutions (see
-        :meth:`~pwavenet.models.block.ResidualBlock.forward_time_major`); no gradient."""
+        :meth:`~pwavenet.models.block.ResidualBlock.forward_time_major`); no gradient. Under a
+        bf16 (or float16) autocast the blocks run in that dtype, weights and stream alike;
+        ``mu`` and ``log_s`` come back in float32."""
         steps, batch = z.shape
+        dtype = autocast_dtype(z)
         scales = stream_scales(self.blocks)
         weights = [
-            block.time_major(proj, scale)
+            block.time_major(proj, scale).to(dtype)
             for block, proj, scale in zip(self.blocks, self.cond, scales, strict=False)
         ]
         pad = max(max(w.offsets) for w in weights)
         shape = ((pad + steps) * batch, self.input.out_channels)
-        src, dst = z.new_zeros(shape), z.new_zeros(shape)
+        src, dst = z.new_zeros(shape, dtype=dtype), z.new_zeros(shape, dtype=dtype)
         shifted = F.pad(z[:-1], (0, 0, 1, 0)).reshape(-1)  # step t sees z_<t
         w_in = self.input.weight.reshape(-1)
-        torch.addr(self.input.bias, shifted, w_in, out=src[pad * batch :])
+        src[pad * batch :] = torch.outer(shifted, w_in) + self.input.bias
+        cond = cond.to(dtype)
+        rows = TIME_MAJOR_ROWS if z.device.type == "cpu" else TIME_MAJOR_ROWS_GPU
         for w in weights:
-            ResidualBlock.forward_time_major(w, src, dst, cond, pad, batch)
+            ResidualBlock.forward_time_major(w, src, dst, cond, pad, batch, rows)
             src, dst = dst, src
-        w_out = self.out.weight[:, :, 0].t() * scales[-1]
-        out = torch.addmm(self.out.bias, src[pad * batch :], w_out)
+        w_out = (self.out.weight[:, :, 0].t() * scales[-1]).to(dtype)
+        out = torch.addmm(self.out.bias.to(dtype), src[pad * batch :], w_out).float()
         mu, log_s = out.view(steps, batch, 2).unbind(2)
         return mu, log_s.clamp(self.log_scale_min, self.log_scale_max)
 
@@ -365,11 +376,13 @@ class Student(Vocoder, kind="student"):
     def transform_inference(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """The sample ``x (B, T)`` of :meth:`transform` for ``z: (B, T)``, ``cond: (B, C, T)``,
         computed the fast way for inference (time-major matrix products over the whole batch,
-        :meth:`IAFFlow.params_time_major`); no gradient."""
+        :meth:`IAFFlow.params_time_major`); no gradient. Under a bf16 autocast the flows'
+        matrix products run in bf16 while the sample, the scales and their composition stay
+        float32."""
         x = z.t().contiguous()  # (T, B)
         c = cond.permute(2, 0, 1).reshape(-1, cond.shape[1])  # (T * B, C), row t * B + b
         for flow in self.flows:
-            mu, log_s = flow.params_time_major(x, c)
+            mu, log_s = flow.params_time_major(x, c)  # float32 whatever the autocast
             x = torch.addcmul(mu, x, log_s.exp())
         return x.t().contiguous()
 
@@ -384,6 +397,15 @@ class Student(Vocoder, kind="student"):
         phase0 = self.excitation.phase_at(mel[:, :, :lo]) if self.excitation else None
         cond = self.features(mel[:, :, lo:hi], speaker, phase0)
         return cond[:, :, start - lo * hop : end - lo * hop]
+
+
+def autocast_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype matrix products run in for ``x``'s device: the autocast dtype when an
+    autocast is on there, else ``x``'s own."""
+    kind = x.device.type
+    if torch.is_autocast_enabled(kind):
+        return torch.get_autocast_dtype(kind)
+    return x.dtype
 
 
 def log_scale_for_step_size(step_std: float, base: str = "logistic") -> float:

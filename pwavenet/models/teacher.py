@@ -26,6 +26,7 @@ from .conditioning import (
     pitch_lags,
 )
 from .conv import CausalConv1d, dilations, receptive_field
+from .fused import FusedSteps, choose_engine
 from .heads import HEADS, HeadDistribution, OutputHead
 from .step import StepEngine
 from .vocoder import SynthesisRequest, Vocoder
@@ -234,6 +235,7 @@ class WaveNet(Vocoder, kind="teacher"):
         return_params: bool = False,
         progress: Callable[[Iterable[int]], Iterable[int]] | None = None,
         temperature: float = 1.0,
+        engine: str = "auto",
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Autoregressive sampling with per-layer queues, O(layers) per sample.
 
@@ -245,11 +247,52 @@ class WaveNet(Vocoder, kind="teacher"):
         params (B, C_out, T) or None)``; audio past an utterance's length is zero. On the CPU
         the step loop (:class:`~pwavenet.models.step.StepEngine`) runs on numpy arrays
         (:func:`~pwavenet.models.arrays.step_array_like`). ``temperature`` scales each step's
-        logistic (or Gaussian) variate where :meth:`temperature_profile` says so.
+        logistic (or Gaussian) variate where :meth:`temperature_profile` says so. ``engine``
+        (:func:`~pwavenet.models.fused.choose_engine`): ``step`` (the numpy step loop, the CPU
+        default), ``fused`` (:class:`~pwavenet.models.fused.FusedSteps`, eager) or ``graph``
+        (the fused step replayed as a CUDA graph, the CUDA default).
         """
         if lengths is not None:
             mel = extend_last_frame(mel, lengths, self.hop_length)
         cond = self.features(mel, speaker)  # projected per layer a chunk at a time
+        batch, _, steps = cond.shape
+        draws = None
+        if forced is None:
+            draws = self.output_head.noise(batch, steps, generator, cond.device)
+            if temperature != 1.0:  # scale the location-scale variate, not the mixture choice
+                draws[..., -1] *= self.temperature_profile(mel, temperature).t()
+        choice = choose_engine(engine, cond.device)
+        if choice == "step":
+            audio, params = self._step_loop(mel, cond, draws, forced, return_params, progress)
+        else:
+            lags = self._lags(mel) if self.pitch_lag else None
+            fed = None if forced is None else forced.t().to(cond)
+            fused = FusedSteps(
+                self, cond, noise=draws, forced=fed, lags=lags, keep_params=return_params
+            )
+            if choice == "graph":
+                fused.capture()
+            fused.run(progress)
+            audio, params = fused.audio, fused.params
+        audio = torch.as_tensor(audio, device=cond.device).t().contiguous()
+        if lengths is not None:
+            for b, n in enumerate(lengths):
+                audio[b, n:] = 0
+        if not return_params:
+            return audio, None
+        return audio, torch.as_tensor(params, device=cond.device).permute(1, 2, 0).contiguous()
+
+    def _step_loop(
+        self,
+        mel: torch.Tensor,
+        cond: torch.Tensor,
+        draws: torch.Tensor | None,
+        forced: torch.Tensor | None,
+        return_params: bool,
+        progress: Callable[[Iterable[int]], Iterable[int]] | None,
+    ) -> tuple[Array, Array]:
+        """The step loop of :meth:`generate` on :class:`~pwavenet.models.step.StepEngine`:
+        ``(audio (T, B), params (T or 1, B, C_out))`` as step arrays."""
         batch, _, steps = cond.shape
         like = step_array_like(cond)
         engine = StepEngine(
@@ -258,9 +301,6 @@ class WaveNet(Vocoder, kind="teacher"):
         head = self._head_state(like)
         params = zeros(like, (steps if return_params else 1, batch, self.output_head.channels))
         if forced is None:
-            draws = self.output_head.noise(batch, steps, generator, cond.device)
-            if temperature != 1.0:  # scale the location-scale variate, not the mixture choice
-                draws[..., -1] *= self.temperature_profile(mel, temperature).t()
             noise = to_array(draws, like)
             sample = self.output_head.sampler(batch, like)
         else:
@@ -273,13 +313,7 @@ class WaveNet(Vocoder, kind="teacher"):
                 p = self._head_step(engine.gates, head, params[t if return_params else 0])
                 x = forced[t] if forced is not None else sample(p, noise[t])
                 audio[t] = x
-        audio = torch.as_tensor(audio, device=cond.device).t().contiguous()
-        if lengths is not None:
-            for b, n in enumerate(lengths):
-                audio[b, n:] = 0
-        if not return_params:
-            return audio, None
-        return audio, torch.as_tensor(params, device=cond.device).permute(1, 2, 0).contiguous()
+        return audio, params
 
     def _lag_reader(self, mel: torch.Tensor, audio: Array, like: Array) -> Callable[[int], Array]:
         """``lag(t)``: the samples one pitch period before step ``t`` ``(B,)`` read from the

@@ -28,6 +28,7 @@ from ..errors import ConfigError, DataError
 from ..models.export import WEIGHTS
 from ..models.student import Student, log_scale_for_step_size
 from ..models.teacher import WaveNet
+from .collective import Totals
 from .losses import (
     distillation_kl,
     log_power_loss,
@@ -58,7 +59,8 @@ __all__ = [
 # settings); all take ``(x, y, n_fft, hop, win)``.
 SPECTRAL_LOSSES = {"power": power_loss, "logpower": log_power_loss, "magnitude": magnitude_loss}
 # Fixed and arbitrary (a date): validation draws the same noise and Monte Carlo samples at every
-# validation, so its curves compare training steps, not draws.
+# validation (batch i from seed VALIDATION_SEED + i), so its curves compare training steps, not
+# draws, and do not depend on how the batches fall on processes.
 VALIDATION_SEED = 20_240_229
 _VALID_SIGNALS = ("loss", "rms/ratio_db", "scale/log_s_tot")  # logged beside the term losses
 
@@ -268,24 +270,20 @@ class DistillTask:
             "scale/log_s_tot": float(masked_mean(out.log_scale.detach().float(), mask)),
         }
 
-    def validate(self, model: nn.Module, loader: Iterable[dict[str, Any]]) -> dict[str, float]:
-        """Mean over the validation utterances, with fixed noise (comparable across steps), of
-        every term training weighs (``<term>/loss``; the contrastive term needs two utterances
-        per batch, so with one per batch it is absent), the total ``loss``, and the loudness and
-        scale signals ``rms/ratio_db``, ``scale/log_s_tot``."""
+    def validation_totals(self, model: nn.Module, batch: dict[str, Any], index: int) -> Totals:
+        """One validation batch, each metric weighing 1 (validation means them over batches,
+        i.e. utterances), with noise fixed by the batch's ``index`` (comparable across steps,
+        and the same on whichever process validates it): every term training weighs
+        (``<term>/loss``; the contrastive term needs two utterances per batch, so with one per
+        batch it is absent), the total ``loss``, and the loudness and scale signals
+        ``rms/ratio_db``, ``scale/log_s_tot``."""
         device = next(model.parameters()).device
-        sums: dict[str, float] = {}
-        counts: dict[str, int] = {}
         cuda = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):
-            torch.manual_seed(VALIDATION_SEED)
-            for batch in loader:
-                _, metrics = self.loss(model, to_device(batch, device))
-                for k in [f"{t}/loss" for t in self.weights] + list(_VALID_SIGNALS):
-                    if k in metrics:
-                        sums[k] = sums.get(k, 0.0) + metrics[k]
-                        counts[k] = counts.get(k, 0) + 1
-        return {k: v / counts[k] for k, v in sums.items()}
+            torch.manual_seed(VALIDATION_SEED + index)
+            _, metrics = self.loss(model, to_device(batch, device))
+        names = [f"{t}/loss" for t in self.weights] + list(_VALID_SIGNALS)
+        return {k: (metrics[k], 1.0) for k in names if k in metrics}
 
 
 def _check_teacher(teacher: WaveNet, cfg: Config, path: str | Path) -> None:

@@ -22,6 +22,7 @@ from ..data.cache import FeatureCache
 from ..data.dataset import SegmentDataset
 from ..errors import DataError
 from ..models.teacher import WaveNet
+from .collective import Totals
 from .runs import fit_and_export, make_trainer, sample_mask, to_device
 from .trainer import Trainer
 
@@ -101,15 +102,13 @@ class TeacherTask:
         nll = -(lp * mask).sum() / mask.sum().clamp(min=1)
         return nll, {"nll/bits": float(nll.detach()) / LN2}
 
-    def validate(self, model: nn.Module, loader: Iterable[dict[str, Any]]) -> dict[str, float]:
-        total, count = 0.0, 0.0
-        for batch in loader:
-            batch = to_device(batch, next(model.parameters()).device)
-            lp = log_prob(model, batch["audio"], batch["mel"], batch.get("speaker"))
-            mask = sample_mask(batch, lp.shape[-1])
-            total += float(-(lp * mask).sum())
-            count += float(mask.sum())
-        return {"nll/bits": total / max(count, 1.0) / LN2}
+    def validation_totals(self, model: nn.Module, batch: dict[str, Any], index: int) -> Totals:
+        """The batch's NLL in bits summed over its real samples, weighed by their number: the
+        validation ``nll/bits`` is per sample over the whole set."""
+        batch = to_device(batch, next(model.parameters()).device)
+        lp = log_prob(model, batch["audio"], batch["mel"], batch.get("speaker"))
+        mask = sample_mask(batch, lp.shape[-1])
+        return {"nll/bits": (float(-(lp * mask).sum()) / LN2, float(mask.sum()))}
 
 
 def make_teacher_trainer(

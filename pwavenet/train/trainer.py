@@ -4,7 +4,8 @@ What differs between trainings lives in a small *task* object (:class:`Task`): i
 ``(loss, metrics)`` for a batch and validation metrics for a model. The loop owns everything
 else: ``prepare``, gradient accumulation, autocast, clipping, the learning-rate schedule, Polyak
 (EMA) weights, non-finite-loss handling, periodic validation, logging, and atomic checkpoints
-that resume exactly.
+that resume exactly. Under several processes the logged training metrics are their means over
+the processes, and validation is sharded across them (:mod:`pwavenet.train.collective`).
 
 Checkpoint layout (``<run>/checkpoints/step-000123/``): accelerate's state (model, optimizer,
 scheduler, RNG) plus ``trainer.json`` (step, counters) and ``ema.safetensors``. A checkpoint is
@@ -33,6 +34,7 @@ from torch import nn
 from ..config import OptimConfig, TrainConfig
 from ..errors import PwavenetError
 from ..fileio import write_json
+from .collective import Totals, mean_over_processes, validate
 
 if TYPE_CHECKING:
     from .monitor import PitchMonitor
@@ -50,6 +52,10 @@ __all__ = [
 ]
 
 CHECKPOINT_RE = re.compile(r"^step-(\d{8})$")
+# Logged metrics equal on every process, left out of the mean over processes: the gradient norm
+# is that of the synchronised (already averaged) gradients, the learning rate a function of the
+# step.
+SAME_ON_EVERY_PROCESS = ("grad/norm", "lr")
 
 
 def reset_accelerate() -> None:
@@ -70,11 +76,14 @@ class Task(Protocol):
     def loss(
         self, model: nn.Module, batch: dict[str, Any]
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Scalar loss (float32) and metrics for logging, namespaced like ``"nll/bits"``."""
+        """Scalar loss (float32) and metrics for logging, namespaced like ``"nll/bits"``; the
+        names must be the same on every process (they are averaged over the processes)."""
         ...
 
-    def validate(self, model: nn.Module, loader: Iterable[dict[str, Any]]) -> dict[str, float]:
-        """Validation metrics of ``model`` (the EMA weights when EMA is on)."""
+    def validation_totals(self, model: nn.Module, batch: dict[str, Any], index: int) -> Totals:
+        """Validation of ``model`` (the EMA weights when EMA is on) on one batch, the
+        ``index``-th of the validation set whatever the number of processes: per metric a
+        ``(sum, weight)`` pair, added over batches and processes (see :func:`validate`)."""
         ...
 
 
@@ -300,9 +309,9 @@ class Trainer:
             self.train_seconds += spent
             self.progress.train_seconds += spent
             step = self.progress.step
-            if step % cfg.log_every == 0 or step == cfg.max_steps:
-                last = metrics
-                self._log(metrics)
+            if step % cfg.log_every == 0 or step == cfg.max_steps:  # the same on every process
+                last = mean_over_processes(acc, metrics, SAME_ON_EVERY_PROCESS)
+                self._log(last)
             if self.valid_loader is not None and (
                 step % cfg.valid_every == 0 or step == cfg.max_steps
             ):
@@ -316,10 +325,13 @@ class Trainer:
         return last
 
     def validate(self) -> dict[str, float]:
+        """Validation metrics of :meth:`averaged_model`, sharded across the processes (every
+        process must call this)."""
         model = self.averaged_model()
         model.eval()
         with torch.no_grad():
-            metrics = self.task.validate(model, self.valid_loader)
+            loader = self.valid_loader if self.valid_loader is not None else ()
+            metrics = validate(self.task.validation_totals, model, loader, self.accelerator)
         return {f"valid/{k}": v for k, v in metrics.items()}
 
     def _monitor(self, last: bool) -> dict[str, float]:
