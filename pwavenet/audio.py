@@ -14,6 +14,7 @@ frames aligned (see :mod:`pwavenet.data.cache`).
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -44,10 +45,14 @@ def read_audio(path: str | Path, sample_rate: int | None = None) -> tuple[np.nda
     """Read an audio file as float32 mono in [-1, 1], resampled to ``sample_rate`` if given.
 
     Returns ``(audio (T,), rate)``. Raises :class:`AudioError` naming the file and the cause for a
-    missing, empty, unreadable or non-finite file. Conversions (channels, rate, clipping float
-    data) are logged, not errors.
+    missing, empty, unreadable or non-finite file, or a dangling symbolic link. Conversions
+    (channels, rate, clipping float data) are logged, not errors.
     """
     path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise AudioError(
+            f"{path}: dangling symbolic link (to {os.readlink(path)}, which does not exist)"
+        )
     if not path.is_file():
         raise AudioError(f"{path}: no such file")
     if path.stat().st_size == 0:

@@ -192,10 +192,17 @@ class TrainConfig:
     save_every: int = 1000
     keep_checkpoints: int = 3
     max_nonfinite: int = 10  # stop after this many consecutive non-finite losses
+    # Seconds a process waits in a collective (a gradient all-reduce, a barrier) for the others
+    # before the run stops with an error: a process that died or hangs never hangs the rest.
+    collective_timeout: float = 600.0
     monitor_seconds: float = 1.0  # pitch monitor: seconds of a held-out snippet (0: off)
     monitor_budget: float = 0.1  # the monitor's time at most this share of the training time
 
     def validate(self, where: str = "train") -> None:
+        if self.collective_timeout <= 0:
+            raise ConfigError(
+                f"{where}.collective_timeout ({self.collective_timeout}) must be > 0 seconds"
+            )
         if self.monitor_seconds < 0 or self.monitor_budget <= 0:
             raise ConfigError(
                 f"{where}.monitor_seconds ({self.monitor_seconds}) must be >= 0 and "

@@ -24,3 +24,17 @@ class DataError(PwavenetError):
 
 class CorpusError(PwavenetError):
     """The corpus cannot be made: the one-line message names the path or argument and the cause."""
+
+
+class TrainingError(PwavenetError):
+    """Training cannot go on (too many non-finite losses in a row, no intact checkpoint to
+    resume from, a checkpoint or export that cannot be written)."""
+
+
+class Stopped(PwavenetError):
+    """Training stopped on a signal (SIGTERM, SIGINT) after writing a checkpoint; the command
+    line prints the message and exits with ``exit_code``: 128 + the signal's number."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -88,6 +88,8 @@ def load_inputs(
             if mel.ndim != 2 or mel.shape[0] != rows:
                 what = f": {audio.n_mels} mel bands + log-F0 + voicing" if audio.pitch else ""
                 raise DataError(f"{path}: mel must be ({rows}, frames){what}, got {mel.shape}")
+            if mel.shape[1] == 0:
+                raise DataError(f"{path}: mel has no frames (shape {mel.shape})")
             if not np.isfinite(mel).all():
                 raise DataError(f"{path}: mel contains non-finite values")
             out.append(Utterance(path.stem, torch.from_numpy(mel.astype(np.float32)), path))
@@ -103,6 +105,11 @@ def load_inputs(
                     "(pass --resample, or run it through `pwavenet preprocess`)"
                 )
         wav, _ = read_audio(path, audio.sample_rate)
+        if wav.shape[0] < audio.hop_length:
+            raise AudioError(
+                f"{path}: too short for one mel frame ({wav.shape[0]} samples, hop "
+                f"{audio.hop_length})"
+            )
         mel_fn = mel_fn or Features(audio)
         out.append(Utterance(path.stem, mel_fn(torch.from_numpy(wav)), path))
     return out

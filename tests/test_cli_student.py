@@ -72,13 +72,18 @@ def test_synthesis_is_seeded_and_chunking_does_not_change_it(run, tmp_path):
         (["--model", "teacher"], "is a student export, not a teacher"),
         (["EMPTY"], "no audio or .npy mel files in this folder"),
         (["BADMEL"], r"mel must be \(20, frames\)"),
+        (["NOFRAMES"], r"none\.npy: mel has no frames \(shape \(20, 0\)\)"),
+        (["SHORTWAV"], r"short\.wav: too short for one mel frame"),
     ],
 )
 def test_synthesize_bad_input_is_one_line(run, tmp_path, capsys, args, pattern):
     (tmp_path / "empty").mkdir()
     np.save(tmp_path / "bad.npy", np.zeros((7, 5), np.float32))
     np.save(tmp_path / "ok.npy", np.zeros((20, 5), np.float32))
+    np.save(tmp_path / "none.npy", np.zeros((20, 0), np.float32))
+    write_audio(tmp_path / "short.wav", tone(3 / 8000, 8000), 8000)
     subst = {"EMPTY": str(tmp_path / "empty"), "BADMEL": str(tmp_path / "bad.npy")}
+    subst |= {"NOFRAMES": str(tmp_path / "none.npy"), "SHORTWAV": str(tmp_path / "short.wav")}
     inputs = [subst[a] for a in args if a in subst] or [str(tmp_path / "ok.npy")]
     options = [a for a in args if a not in subst]
     export = str(run / "student" / "export")

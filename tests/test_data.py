@@ -110,6 +110,7 @@ def make_messy_folder(root):
     write_audio(root / "rate44k.wav", tone(0.5, 44100), 44100)
     write_audio(root / "pcm24.wav", good, RATE, "PCM_24")
     write_audio(root / "float.wav", good, RATE, "FLOAT")
+    (root / "dangling.wav").symlink_to(root / "moved-away.wav")
     return root
 
 
@@ -120,6 +121,7 @@ SKIP_CAUSES = {
     "nan.wav": "non-finite",
     "silence.wav": "all silent",
     "short.wav": "shorter than one training segment",
+    "dangling.wav": "dangling symbolic link (to ",
 }
 CONVERTED = {"stereo.wav", "rate44k.wav", "pcm24.wav", "float.wav"}
 
@@ -159,7 +161,7 @@ def test_cli_preprocess_prints_one_line_per_skip(tmp_path, capsys):
     assert len(skip_lines) == len(SKIP_CAUSES)
     for name, cause in SKIP_CAUSES.items():
         assert any(name in line and cause in line for line in skip_lines), name
-    assert "kept 7 files (4 converted" in out[-1] and "skipped 6" in out[-1]
+    assert "kept 7 files (4 converted" in out[-1] and f"skipped {len(SKIP_CAUSES)}" in out[-1]
     assert load_config(tmp_path / "dump" / "config.yaml").audio == AUDIO
 
 

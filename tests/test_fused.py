@@ -154,3 +154,24 @@ def test_warm_up_steps_leave_no_trace_after_reset():
     warmed._reset()
     warmed.run()
     assert torch.equal(warmed.audio, clean.audio) and torch.equal(warmed.params, clean.params)
+
+
+@pytest.mark.parametrize("window", [24, 100])
+def test_features_read_in_windows_equal_the_whole(window, monkeypatch):
+    # Generation reads the conditioning a window at a time (a long utterance's upsampler
+    # arrays take gigabytes whole): any window gives the same values and the same samples.
+    from pwavenet.models.conditioning import FeatureWindows
+
+    model = tiny(pitch=True, pitch_lag=True, sample_rate=4000, excitation="sine")
+    mel = pitched_mel(2, 12, seed=6)
+    whole = model.features(mel)
+    windows = FeatureWindows(model, mel, window=window)
+    assert windows.shape == tuple(whole.shape)
+    for start, end in [(0, 7), (7, 130), (130, 131), (131, 192), (5, 60)]:
+        torch.testing.assert_close(windows.steps(start, end), whole[:, :, start:end])
+    want, _ = model.generate(mel, generator=gens(1, 2), engine="step")
+    monkeypatch.setattr(FeatureWindows.__init__, "__defaults__", (None, window))
+    assert FeatureWindows(model, mel).window == window
+    for engine in ("step", "fused"):
+        got, _ = model.generate(mel, generator=gens(1, 2), engine=engine)
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=0)

@@ -221,6 +221,21 @@ def test_overrides_can_be_aimed_at_one_stage(fake_bin, tmp_path):
     assert "the prefix must be teacher: or student:" in one_line_error(bad)
 
 
+def test_distillation_refuses_the_export_of_an_unfinished_teacher(fake_bin, tmp_path):
+    # training refreshes RUN/export at every checkpoint: stage 3 must not take a partial one
+    export = tmp_path / "exp" / "template" / "teacher" / "export"
+    export.mkdir(parents=True)
+    (export / "model.json").write_text('{"extra": {"steps": 400}}')
+    (export / "config.yaml").write_text("train: {max_steps: 1000, grad_accum: 1}\n")
+    stages = ["--stage", "3", "--stop-stage", "3", "--exp", str(tmp_path / "exp")]
+    args = [*stages, "--pwavenet", str(fake_bin / "pwavenet")]
+    line = one_line_error(run_script(RECIPES / "template" / "run.sh", *args))
+    assert "teacher/export: from step 400 of 1000 (stage 2 did not finish)" in line
+    (export / "model.json").write_text('{"extra": {"steps": 1000}}')
+    done = run_script(RECIPES / "template" / "run.sh", *args)
+    assert done.returncode == 0 and " distill " in done.stdout
+
+
 def test_ngpu_must_match_the_accelerate_config(fake_bin, tmp_path):
     line = one_line_error(run_training_stages(fake_bin, tmp_path, "--ngpu", "2"))
     config = RECIPES / "template" / "conf" / "accelerate_8gpu.yaml"

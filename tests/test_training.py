@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader
-from training_setup import check_numbers_of_processes, make_dump, tiny_config
+from training_setup import check_numbers_of_processes, free_port, make_dump, tiny_config
 
 from pwavenet.data.cache import FeatureCache
 from pwavenet.models.export import ExportError, load_teacher, save_export
@@ -115,25 +114,28 @@ class NaNTask(TeacherTask):
         return loss * float("nan"), metrics
 
 
-def test_non_finite_losses_stop_with_a_clear_error(dump, tmp_path):
+class NaNGradientTask(TeacherTask):
+    """A finite loss whose gradient is NaN (d sqrt(u) / du at u = 0 times 0)."""
+
+    def loss(self, model, batch):
+        loss, metrics = super().loss(model, batch)
+        return loss + torch.sqrt(0.0 * sum(p.sum() for p in model.parameters())), metrics
+
+
+@pytest.mark.parametrize("task", [NaNTask, NaNGradientTask])
+def test_non_finite_losses_stop_with_a_clear_error(dump, tmp_path, task):
     cfg = tiny_config("train.max_steps=4", "train.save_every=2", "train.max_nonfinite=3")
     trainer = make_teacher_trainer(cfg, dump, tmp_path / "run", cpu=True)
     trainer.fit(until=2)
     before = {k: v.clone() for k, v in trainer.unwrapped.state_dict().items()}
-    trainer.task = NaNTask()
+    trainer.task = task()
     with pytest.raises(
-        TrainingError, match=r"3 non-finite losses in a row at step 2.*step-00000002"
+        TrainingError, match=r"3 non-finite losses or gradients in a row at step 2.*step-00000002"
     ):
         trainer.fit()
     assert trainer.progress.nonfinite_total == 3
     for k, v in trainer.unwrapped.state_dict().items():
         assert torch.equal(v, before[k]), k  # skipped steps changed nothing
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow

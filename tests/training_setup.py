@@ -39,6 +39,15 @@ def tiny_config(*extra: str) -> Config:
     return load_config(None, [*TINY, *extra])
 
 
+def free_port() -> int:
+    """A TCP port free on this machine now (for a rendezvous of several processes)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def make_dump(root: Path, utterances: int = 12) -> Path:
     from pwavenet.data.make_corpus import make_corpus
     from pwavenet.data.preprocess import preprocess_corpus

@@ -1,8 +1,9 @@
 """The ``pwavenet`` command line: thin subcommands over the Python API.
 
 Every subcommand turns a :class:`~pwavenet.errors.PwavenetError` into one line on stderr
-(``pwavenet: error: <file>: <cause>``) and a non-zero exit; progress bars and printing live here,
-never in the library.
+(``pwavenet: error: <file>: <cause>``) and a non-zero exit; a training stopped by SIGTERM or
+SIGINT reports its checkpoint in one line and exits with 128 + the signal's number. Progress bars
+and printing live here, never in the library.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from ..errors import PwavenetError
+from ..errors import PwavenetError, Stopped
 from . import data, demo, evaluate, synth, train
 from .common import EXIT_ERROR, EXIT_INTERRUPTED, OVERRIDE, Handler, HelpFormatter
 
@@ -63,6 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
         return handlers[args.command](args)
+    except Stopped as exc:  # a signal stopped training after a checkpoint
+        print(f"pwavenet: {exc}", file=sys.stderr)
+        return exc.exit_code
     except PwavenetError as exc:
         print(f"pwavenet: error: {exc}", file=sys.stderr)
         return EXIT_ERROR

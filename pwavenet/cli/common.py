@@ -64,20 +64,22 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
 def run_training(args: argparse.Namespace, name: str, train: Callable, overrides: list[str]) -> int:
     """Load the config, run ``train(cfg, dump, out, ...)`` with a progress bar on the main
     process, and report where the export went."""
-    from accelerate import PartialState
-
     from ..config import load_config
+    from ..train.lifecycle import end_processes, init_processes
 
     cfg = load_config(args.config, overrides)
-    main_process = PartialState(cpu=args.cpu).is_main_process
-    export = train(
-        cfg,
-        args.dump,
-        args.out,
-        resume=not args.no_resume,
-        cpu=args.cpu,
-        progress=progress_bar(name, "step") if main_process else None,
-    )
+    main_process = init_processes(args.cpu, cfg.train.collective_timeout).is_main_process
+    try:
+        export = train(
+            cfg,
+            args.dump,
+            args.out,
+            resume=not args.no_resume,
+            cpu=args.cpu,
+            progress=progress_bar(name, "step") if main_process else None,
+        )
+    finally:
+        end_processes()
     if main_process:
         print(f"{name}: {cfg.train.max_steps} steps done; export in {export}")
     return 0

@@ -1,4 +1,4 @@
-"""Training subcommands: ``train-teacher``, ``eval-teacher`` and ``distill``."""
+"""Training subcommands: ``train-teacher``, ``eval-teacher``, ``distill`` and ``export``."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ def _add_train_teacher(sub: argparse._SubParsersAction) -> Handler:
         help="Train the WaveNet teacher on a feature cache.",
         description=(
             "Train the WaveNet teacher by teacher forcing on a feature cache made by "
-            "`pwavenet preprocess`. The run folder receives config.yaml, log.jsonl, "
-            "checkpoints/ (full training state, resumed automatically) and export/ (the "
-            "inference export, EMA weights). Runs on one CPU or GPU as is, and on many GPUs or "
-            "nodes under `accelerate launch`."
+            "`pwavenet preprocess`. The run folder receives config.yaml, log.jsonl, logs/ "
+            "(TensorBoard, when installed), checkpoints/ (full training state, resumed "
+            "automatically from the newest intact one) and export/ (the inference export, EMA "
+            "weights, refreshed at every checkpoint). Runs on one CPU or GPU as is, and on many "
+            "GPUs or nodes under `accelerate launch`."
         ),
     )
     p.add_argument("--dump", type=Path, required=True, help="Feature cache folder.")
@@ -84,8 +85,10 @@ def _add_distill(sub: argparse._SubParsersAction) -> Handler:
         description=(
             "Train the inverse-autoregressive-flow student against the frozen teacher given by "
             "distill.teacher (an export folder): KL(student || teacher) by Monte Carlo, plus the "
-            "power (STFT) loss. The run folder receives config.yaml, log.jsonl, checkpoints/ "
-            "(resumed automatically) and export/ (which records the teacher's path and sha256). "
+            "power (STFT) loss. The run folder receives config.yaml, log.jsonl, logs/ "
+            "(TensorBoard, when installed), checkpoints/ (resumed automatically from the newest "
+            "intact one) and export/ (refreshed at every checkpoint; it records the teacher's "
+            "path and sha256). "
             "Runs on one CPU or GPU as is, and on many GPUs or nodes under `accelerate launch`."
         ),
     )
@@ -111,8 +114,41 @@ def _run_distill(args: argparse.Namespace) -> int:
     return run_training(args, "distill", train_student, overrides)
 
 
+def _add_export(sub: argparse._SubParsersAction) -> Handler:
+    p = sub.add_parser(
+        "export",
+        help="Export a checkpoint of a teacher or student run (usable while the run trains).",
+        description=(
+            "Write the inference export of one checkpoint of a training run: EMA weights when "
+            "the run has EMA (as the run's own export/), the run's config and feature settings, "
+            "and for a student the teacher's path and sha256. Written under a temporary name "
+            "and renamed when complete, so it is safe while the run trains. A missing or "
+            "damaged checkpoint is refused."
+        ),
+    )
+    p.add_argument("run", type=Path, help="Run folder of train-teacher or distill (--out).")
+    p.add_argument(
+        "--step",
+        type=int,
+        help="Step of the checkpoint to export (default: the newest intact checkpoint).",
+    )
+    p.add_argument(
+        "--out", type=Path, help="Export folder to write (default: RUN/export-step-STEP)."
+    )
+    return _run_export
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from ..train.exports import export_checkpoint
+
+    out = export_checkpoint(args.run, step=args.step, out=args.out)
+    print(f"export: {out}")
+    return 0
+
+
 COMMANDS = (
     _add_train_teacher,
     _add_eval_teacher,
     _add_distill,
+    _add_export,
 )

@@ -74,8 +74,11 @@ def scan_corpus(root: str | Path) -> list[CorpusEntry]:
 
 
 def _scan_folder(root: Path) -> list[CorpusEntry]:
-    files = sorted(
-        p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS
+    files = sorted(  # dangling links too: preprocessing skips them with their cause
+        p
+        for p in root.rglob("*")
+        if (p.is_file() or (p.is_symlink() and not p.exists()))
+        and p.suffix.lower() in AUDIO_EXTENSIONS
     )
     if not files:
         raise DataError(

@@ -15,9 +15,12 @@ from torch.nn import functional as F
 from ..features import f0_from_rows
 
 __all__ = [
+    "FeatureWindows",
     "SineExcitation",
     "Upsampler",
     "extend_last_frame",
+    "feature_steps",
+    "features_window",
     "frame_f0",
     "lagged",
     "mel_features",
@@ -166,3 +169,48 @@ def extend_last_frame(mel: torch.Tensor, lengths: list[int], hop: int) -> torch.
         last = -(-n // hop)
         mel[b, :, last:] = mel[b, :, last - 1 : last]
     return mel
+
+
+def features_window(model: nn.Module, mel: torch.Tensor, speaker, start: int, end: int):
+    """``model.features(mel)[..., start:end]`` computed from the frames near the window only
+    (plus the upsampler's reach on both sides, so the values are the same): memory bounded by
+    the window, not the utterance. ``model`` is a teacher or a student (``upsampler``,
+    ``excitation``, ``features(mel, speaker, phase0)``)."""
+    hop, margin = model.upsampler.hop, model.upsampler.edge_frames
+    lo = max(0, start // hop - margin)
+    hi = min(mel.shape[-1], -(-end // hop) + margin)
+    phase0 = model.excitation.phase_at(mel[:, :, :lo]) if model.excitation else None
+    cond = model.features(mel[:, :, lo:hi], speaker, phase0)
+    return cond[:, :, start - lo * hop : end - lo * hop]
+
+
+class FeatureWindows:
+    """The conditioning ``(B, C, F * hop)`` of ``mel`` for sequential readers, computed
+    ``window`` steps at a time (:func:`features_window`) instead of whole: the upsampler's
+    intermediate arrays of a 60 s utterance take gigabytes. ``shape``, ``device`` and ``dtype``
+    are those of the whole; :meth:`steps` gives any range (:func:`feature_steps`)."""
+
+    def __init__(self, model: nn.Module, mel: torch.Tensor, speaker=None, window: int = 1 << 15):
+        self.model, self.mel, self.speaker, self.window = model, mel, speaker, window
+        total = mel.shape[-1] * model.upsampler.hop
+        self._start, self._cache = 0, features_window(model, mel, speaker, 0, min(window, total))
+        self.shape = (*self._cache.shape[:2], total)
+        self.device, self.dtype = self._cache.device, self._cache.dtype
+
+    def steps(self, start: int, end: int) -> torch.Tensor:
+        """Steps ``[start, end)``: from the cached window, or a new window starting there."""
+        cached = self._cache.shape[-1]
+        if not (self._start <= start and end <= self._start + cached):
+            if end - start > self.window:
+                return features_window(self.model, self.mel, self.speaker, start, end)
+            self._start = start
+            stop = min(self.shape[-1], start + self.window)
+            self._cache = features_window(self.model, self.mel, self.speaker, start, stop)
+        return self._cache[:, :, start - self._start : end - self._start]
+
+
+def feature_steps(features: torch.Tensor | FeatureWindows, start: int, end: int) -> torch.Tensor:
+    """Steps ``[start, end)`` of conditioning held whole ``(B, C, T)`` or in windows."""
+    if isinstance(features, FeatureWindows):
+        return features.steps(start, end)
+    return features[:, :, start:end]

@@ -58,28 +58,39 @@ def save_export(
     cfg: Config,
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write an export folder atomically (built under a temporary name, then renamed)."""
+    """Write an export folder atomically (built under a temporary name, then renamed over the
+    previous export). A write that fails (a full disk) removes the temporary folder, leaves the
+    previous export as it was and raises a one-line :class:`ExportError`."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp / WEIGHTS))
-    write_json(
-        tmp / META,
-        {
-            "format": FORMAT,
-            "kind": kind,
-            "model_args": model_args,
-            "audio": config_to_dict(cfg.audio),
-            "extra": extra or {},
-        },
-    )
-    save_config(cfg, tmp / "config.yaml")
-    if path.exists():
-        shutil.rmtree(path)
+    tmp, old = path.with_name(f".{path.name}.tmp"), path.with_name(f".{path.name}.old")
+    if old.is_dir() and not path.exists():  # a crash between the two renames below
+        old.rename(path)
+    for stale in (tmp, old):
+        if stale.exists():
+            shutil.rmtree(stale)
+    try:
+        tmp.mkdir(parents=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / WEIGHTS))
+        write_json(
+            tmp / META,
+            {
+                "format": FORMAT,
+                "kind": kind,
+                "model_args": model_args,
+                "audio": config_to_dict(cfg.audio),
+                "extra": extra or {},
+            },
+        )
+        save_config(cfg, tmp / "config.yaml")
+    except (OSError, SafetensorError) as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ExportError(f"{path}: cannot write the export ({cause.splitlines()[0]})") from None
+    if path.exists():  # the previous export is moved aside only once the new one is whole
+        path.rename(old)
     tmp.rename(path)
+    shutil.rmtree(old, ignore_errors=True)
     return path
 
 

@@ -31,6 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .block import ResidualBlock, stream_scales
+from .conditioning import FeatureWindows, feature_steps
 from .distributions import sample_mixture_rows
 
 __all__ = ["GENERATION_ENGINES", "FusedSteps", "choose_engine"]
@@ -64,7 +65,7 @@ class FusedSteps:
     def __init__(
         self,
         model: nn.Module,
-        features: torch.Tensor,
+        features: torch.Tensor | FeatureWindows,
         *,
         noise: torch.Tensor | None = None,
         forced: torch.Tensor | None = None,
@@ -74,10 +75,13 @@ class FusedSteps:
     ) -> None:
         if (noise is None) == (forced is None):
             raise ValueError("give exactly one of noise and forced")
-        self.model, self.features = model, features.detach()
+        if isinstance(features, torch.Tensor):
+            features = features.detach()
+        self.model, self.features = model, features
         batch, _, steps = features.shape
         self.steps, self.chunk = steps, max(1, min(chunk_steps, steps))
         dev, self.batch = features.device, batch
+        features = torch.empty(0, device=dev)  # what the buffers below are made like
         self._weights(model, dev)
         layers, gate = len(model.blocks), model.gate_channels
         width = model.blocks[0].conv.in_channels
@@ -158,7 +162,7 @@ class FusedSteps:
         (row ``t % chunk`` is step ``t``), laid out ``(steps, L, B, G)``."""
         layers, gate = self.conds.shape[1], self.conds.shape[3]
         n = min(self.chunk, self.steps - start)
-        feats = self.features[:, :, start : start + n]
+        feats = feature_steps(self.features, start, start + n)
         cond = F.conv1d(feats, self.cond_w, self.cond_b).view(self.batch, layers, gate, n)
         rows = self.conds[:n]
         rows.copy_(cond.permute(3, 1, 0, 2))

@@ -23,6 +23,7 @@ from torch.nn import functional as F
 
 from .arrays import Array, array_module, step_threads, to_array, zeros
 from .block import ResidualBlock, stream_scales
+from .conditioning import FeatureWindows, feature_steps
 from .conv import CausalConv1d
 
 __all__ = ["StepEngine", "step_conditions"]
@@ -46,7 +47,7 @@ class StepEngine:
         input: CausalConv1d,
         blocks: Sequence[ResidualBlock],
         cond: Sequence[nn.Conv1d],
-        features: torch.Tensor,
+        features: torch.Tensor | FeatureWindows,
         like: Array,
     ) -> None:
         batch = features.shape[0]
@@ -86,7 +87,7 @@ class StepEngine:
 
 
 def step_conditions(
-    features: torch.Tensor,
+    features: torch.Tensor | FeatureWindows,
     blocks: list[ResidualBlock],
     weight: torch.Tensor,
     bias: torch.Tensor,
@@ -104,11 +105,13 @@ def step_conditions(
     layers, gate = len(blocks), blocks[0].conv.out_channels
     per_block = zip(*map(ResidualBlock.cond_affine, blocks), strict=True)
     scale, shift = (torch.stack(a)[:, None] for a in per_block)  # (layers, 1, G)
-    chunk = features.new_empty((min(steps, chunk_steps), layers, batch, gate))
+    chunk = torch.empty((min(steps, chunk_steps), layers, batch, gate), dtype=weight.dtype)
+    chunk = chunk.to(weight.device)
     rows = chunk.numpy() if isinstance(like, np.ndarray) else chunk
     for t in range(0, steps, chunk_steps):
         n = min(steps - t, chunk_steps)
-        cond = F.conv1d(features[:, :, t : t + n], weight, bias).view(batch, layers, gate, n)
+        cond = F.conv1d(feature_steps(features, t, t + n), weight, bias)
+        cond = cond.view(batch, layers, gate, n)
         for b in range(batch):
             for layer in range(layers):
                 chunk[:n, layer, b].copy_(cond[b, layer].t())

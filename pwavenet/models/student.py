@@ -28,7 +28,13 @@ from torch.nn import functional as F
 
 from .arrays import step_array_like, to_array, zeros
 from .block import ResidualBlock, stream_scales
-from .conditioning import Upsampler, extend_last_frame, mel_features, pitch_excitation
+from .conditioning import (
+    Upsampler,
+    extend_last_frame,
+    features_window,
+    mel_features,
+    pitch_excitation,
+)
 from .conv import CausalConv1d, dilations, receptive_field
 from .distributions import Gaussian, Logistic
 from .step import StepEngine
@@ -129,7 +135,7 @@ class IAFFlow(nn.Module):
         products over shifted views instead of convolutions (see
         :meth:`~pwavenet.models.block.ResidualBlock.forward_time_major`); no gradient. Under a
         bf16 (or float16) autocast the blocks run in that dtype, weights and stream alike;
-        ``mu`` and ``log_s`` come back in float32."""
+        ``mu`` and ``log_s`` come back in ``z``'s dtype (float32)."""
         steps, batch = z.shape
         dtype = autocast_dtype(z)
         scales = stream_scales(self.blocks)
@@ -149,7 +155,7 @@ class IAFFlow(nn.Module):
             ResidualBlock.forward_time_major(w, src, dst, cond, pad, batch, rows)
             src, dst = dst, src
         w_out = (self.out.weight[:, :, 0].t() * scales[-1]).to(dtype)
-        out = torch.addmm(self.out.bias.to(dtype), src[pad * batch :], w_out).float()
+        out = torch.addmm(self.out.bias.to(dtype), src[pad * batch :], w_out).to(z.dtype)
         mu, log_s = out.view(steps, batch, 2).unbind(2)
         return mu, log_s.clamp(self.log_scale_min, self.log_scale_max)
 
@@ -364,7 +370,7 @@ class Student(Vocoder, kind="student"):
         for start in request.progress(starts) if request.progress else starts:
             end = min(steps, start + chunk)
             first = max(0, start - self.lookback)
-            cond = self._features_window(mel, request.speaker, first, end)
+            cond = features_window(self, mel, request.speaker, first, end)
             part = self.transform_inference(noise[:, first:end], cond)
             audio[:, start:end] = part[:, start - first :]
         if lengths is not None:
@@ -385,18 +391,6 @@ class Student(Vocoder, kind="student"):
             mu, log_s = flow.params_time_major(x, c)  # float32 whatever the autocast
             x = torch.addcmul(mu, x, log_s.exp())
         return x.t().contiguous()
-
-    def _features_window(
-        self, mel: torch.Tensor, speaker: torch.Tensor | None, start: int, end: int
-    ) -> torch.Tensor:
-        """``features(mel)[..., start:end]`` computed from the frames near the window only
-        (plus the upsampler's reach on both sides, so the values are the same)."""
-        hop, margin = self.hop_length, self.upsampler.edge_frames
-        lo = max(0, start // hop - margin)
-        hi = min(mel.shape[-1], -(-end // hop) + margin)
-        phase0 = self.excitation.phase_at(mel[:, :, :lo]) if self.excitation else None
-        cond = self.features(mel[:, :, lo:hi], speaker, phase0)
-        return cond[:, :, start - lo * hop : end - lo * hop]
 
 
 def autocast_dtype(x: torch.Tensor) -> torch.dtype:

@@ -18,6 +18,7 @@ from torch.nn import functional as F
 from .arrays import Array, array_module, step_array_like, to_array, zeros
 from .block import ResidualBlock
 from .conditioning import (
+    FeatureWindows,
     Upsampler,
     extend_last_frame,
     lagged,
@@ -141,10 +142,16 @@ class WaveNet(Vocoder, kind="teacher"):
         """All layers' conditioning projections stacked: ``(layers * gate, C, 1)``, ``(...)``."""
         return torch.cat([c.weight for c in self.cond]), torch.cat([c.bias for c in self.cond])
 
-    def features(self, mel: torch.Tensor, speaker: torch.Tensor | None = None) -> torch.Tensor:
-        """Upsampled mel (and speaker embedding) ``(B, n_mels [+ spk], F * hop)``, before the
-        per-layer projection: small enough to hold for long utterances, unlike its projection."""
-        return mel_features(self.upsampler, self.speaker, mel, speaker, self.excitation)
+    def features(
+        self,
+        mel: torch.Tensor,
+        speaker: torch.Tensor | None = None,
+        phase0: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Upsampled mel (and speaker embedding, sine excitation starting at ``phase0``)
+        ``(B, n_mels [+ ...], F * hop)``, before the per-layer projection. Generation reads it a
+        window at a time (:class:`~pwavenet.models.conditioning.FeatureWindows`)."""
+        return mel_features(self.upsampler, self.speaker, mel, speaker, self.excitation, phase0)
 
     # ------------------------------------------------------------------ teacher forcing
 
@@ -254,7 +261,7 @@ class WaveNet(Vocoder, kind="teacher"):
         """
         if lengths is not None:
             mel = extend_last_frame(mel, lengths, self.hop_length)
-        cond = self.features(mel, speaker)  # projected per layer a chunk at a time
+        cond = FeatureWindows(self, mel, speaker)  # bounded memory; projected chunk by chunk
         batch, _, steps = cond.shape
         draws = None
         if forced is None:
@@ -266,7 +273,7 @@ class WaveNet(Vocoder, kind="teacher"):
             audio, params = self._step_loop(mel, cond, draws, forced, return_params, progress)
         else:
             lags = self._lags(mel) if self.pitch_lag else None
-            fed = None if forced is None else forced.t().to(cond)
+            fed = None if forced is None else forced.t().to(cond.device, cond.dtype)
             fused = FusedSteps(
                 self, cond, noise=draws, forced=fed, lags=lags, keep_params=return_params
             )
@@ -294,7 +301,7 @@ class WaveNet(Vocoder, kind="teacher"):
         """The step loop of :meth:`generate` on :class:`~pwavenet.models.step.StepEngine`:
         ``(audio (T, B), params (T or 1, B, C_out))`` as step arrays."""
         batch, _, steps = cond.shape
-        like = step_array_like(cond)
+        like = step_array_like(torch.empty(0, dtype=cond.dtype, device=cond.device))
         engine = StepEngine(
             input=self.input, blocks=self.blocks, cond=self.cond, features=cond, like=like
         )

@@ -29,6 +29,7 @@ from ..models.export import WEIGHTS
 from ..models.student import Student, log_scale_for_step_size
 from ..models.teacher import WaveNet
 from .collective import Totals
+from .lifecycle import exclusive_run
 from .losses import (
     distillation_kl,
     log_power_loss,
@@ -337,20 +338,22 @@ def train_student(
     progress: Callable[[Iterable[int]], Iterable[int]] | None = None,
 ) -> Path:
     """Distill a student; returns the path of its export (``run_dir/export``), which records
-    the teacher's path and the sha256 of its weights."""
-    trainer, log_scale_init = make_distill_trainer(cfg, dump_dir, run_dir, cpu=cpu)
-    teacher_dir = Path(cfg.distill.teacher)
-    return fit_and_export(
-        trainer,
-        cfg,
-        run_dir,
-        dump_dir=dump_dir,
-        kind="student",
-        model_args=student_args(cfg, log_scale_init),
-        extra={
-            "teacher": str(teacher_dir.resolve()),
-            "teacher_sha256": file_sha256(teacher_dir / WEIGHTS),
-        },
-        resume=resume,
-        progress=progress,
-    )
+    the teacher's path and the sha256 of its weights. The run holds ``run_dir``'s lock
+    throughout (:func:`pwavenet.train.lifecycle.exclusive_run`)."""
+    with exclusive_run(run_dir, cpu=cpu, timeout=cfg.train.collective_timeout):
+        trainer, log_scale_init = make_distill_trainer(cfg, dump_dir, run_dir, cpu=cpu)
+        teacher_dir = Path(cfg.distill.teacher)
+        return fit_and_export(
+            trainer,
+            cfg,
+            run_dir,
+            dump_dir=dump_dir,
+            kind="student",
+            model_args=student_args(cfg, log_scale_init),
+            extra={
+                "teacher": str(teacher_dir.resolve()),
+                "teacher_sha256": file_sha256(teacher_dir / WEIGHTS),
+            },
+            resume=resume,
+            progress=progress,
+        )

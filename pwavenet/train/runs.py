@@ -20,9 +20,11 @@ from ..config import Config, save_config
 from ..data.cache import FeatureCache
 from ..data.dataset import Collate, EpochSampler, SegmentDataset
 from ..errors import DataError
-from ..models.export import save_export
+from .checkpoints import resume_point
+from .exports import ExportRecipe
+from .lifecycle import init_processes, peers_watched
 from .monitor import PitchMonitor
-from .trainer import Trainer, latest_checkpoint
+from .trainer import Trainer
 
 __all__ = ["fit_and_export", "make_loaders", "make_trainer", "sample_mask", "to_device"]
 
@@ -70,9 +72,8 @@ def make_trainer(
 ) -> Trainer:
     """A :class:`Trainer` of ``model`` by ``task`` on the cache's training and validation
     splits, with loaders sized for the processes accelerate runs."""
-    from accelerate import PartialState
-
-    train_loader, valid_loader = make_loaders(cfg, cache, PartialState(cpu=cpu).num_processes)
+    processes = init_processes(cpu, cfg.train.collective_timeout).num_processes
+    train_loader, valid_loader = make_loaders(cfg, cache, processes)
     if len(train_loader) == 0:
         raise DataError(f"{cache.root}: too few training segments for one batch")
     return Trainer(
@@ -101,29 +102,25 @@ def fit_and_export(
     progress: Callable[[Iterable[int]], Iterable[int]] | None = None,
 ) -> Path:
     """What every training run does around its trainer: write the resolved config, resume from
-    the newest checkpoint (with ``resume``), train to ``train.max_steps``, and write the
-    inference export ``run_dir/export`` (EMA weights; ``extra``, the step count and, for a
-    corpus with speakers, its ``{name: id}`` table from ``dump_dir`` in its description) from the
-    main process. Returns the export's path."""
+    the newest intact checkpoint (with ``resume``; newer damaged ones are named in a warning and
+    skipped), train to ``train.max_steps``, and keep the inference export ``run_dir/export``
+    (EMA weights; ``extra``, the step count and, for a corpus with speakers, its ``{name: id}``
+    table from ``dump_dir`` in its description) written from the main process at every
+    checkpoint and at the end. Returns the export's path."""
     run_dir = Path(run_dir)
+    record = {**_speaker_record(dump_dir), **(extra or {})}
+    trainer.recipe = ExportRecipe(kind=kind, model_args=model_args, cfg=cfg, extra=record)
     if trainer.accelerator.is_main_process:
         save_config(cfg, run_dir / "config.yaml")
-    checkpoint = latest_checkpoint(run_dir) if resume else None
-    if checkpoint is not None:
-        trainer.load_checkpoint(checkpoint)
-    trainer.fit(progress)
-    export = run_dir / "export"
-    if trainer.accelerator.is_main_process:
-        save_export(
-            trainer.averaged_model(),
-            export,
-            kind=kind,
-            model_args=model_args,
-            cfg=cfg,
-            extra={"steps": trainer.progress.step, **_speaker_record(dump_dir), **(extra or {})},
-        )
-    trainer.accelerator.wait_for_everyone()
-    return export
+    checkpoint = resume_point(run_dir) if resume else None
+    # A process that dies while the others load, train or export stops them with one line.
+    with peers_watched(trainer.accelerator, run_dir, lambda: trainer.progress.step):
+        if checkpoint is not None:
+            trainer.load_checkpoint(checkpoint)
+        trainer.fit(progress)
+        if trainer.exported_step != trainer.progress.step:  # no checkpoint wrote it at this step
+            trainer.refresh_export()
+    return run_dir / "export"
 
 
 def _speaker_record(dump_dir: str | Path) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from ..data.dataset import SegmentDataset
 from ..errors import DataError
 from ..models.teacher import WaveNet
 from .collective import Totals
+from .lifecycle import exclusive_run
 from .runs import fit_and_export, make_trainer, sample_mask, to_device
 from .trainer import Trainer
 
@@ -134,21 +135,22 @@ def train_teacher(
 ) -> Path:
     """Train a teacher on a feature cache; returns the path of its inference export.
 
-    With ``resume`` the newest checkpoint in ``run_dir`` is continued. The export
-    (``run_dir/export``, EMA weights) is written when ``train.max_steps`` is reached.
+    With ``resume`` the newest intact checkpoint in ``run_dir`` is continued. The export
+    (``run_dir/export``, EMA weights) is refreshed at every checkpoint and at the end. The run
+    holds ``run_dir``'s lock throughout (:func:`pwavenet.train.lifecycle.exclusive_run`).
     """
-    trainer = make_teacher_trainer(cfg, dump_dir, run_dir, cpu=cpu)
-    args = teacher_args(cfg)
-    return fit_and_export(
-        trainer,
-        cfg,
-        run_dir,
-        dump_dir=dump_dir,
-        kind="teacher",
-        model_args=args,
-        resume=resume,
-        progress=progress,
-    )
+    with exclusive_run(run_dir, cpu=cpu, timeout=cfg.train.collective_timeout):
+        trainer = make_teacher_trainer(cfg, dump_dir, run_dir, cpu=cpu)
+        return fit_and_export(
+            trainer,
+            cfg,
+            run_dir,
+            dump_dir=dump_dir,
+            kind="teacher",
+            model_args=teacher_args(cfg),
+            resume=resume,
+            progress=progress,
+        )
 
 
 @torch.no_grad()

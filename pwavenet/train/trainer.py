@@ -9,18 +9,18 @@ the processes, and validation is sharded across them (:mod:`pwavenet.train.colle
 
 Checkpoint layout (``<run>/checkpoints/step-000123/``): accelerate's state (model, optimizer,
 scheduler, RNG) plus ``trainer.json`` (step, counters) and ``ema.safetensors``. A checkpoint is
-written under a temporary name and renamed when complete, so a crash never leaves a checkpoint
-that looks whole; the newest ``keep_checkpoints`` are kept.
+written under a temporary name and renamed when complete, so a crash or a full disk never leaves
+a checkpoint that looks whole; the newest ``keep_checkpoints`` intact ones are kept, and a
+damaged one is skipped, never deleted (:mod:`pwavenet.train.checkpoints`). With an export
+recipe (set by :func:`pwavenet.train.runs.fit_and_export`) every checkpoint also refreshes the
+run's inference export ``<run>/export``.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import math
-import re
-import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -32,11 +32,15 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..config import OptimConfig, TrainConfig
-from ..errors import PwavenetError
+from ..errors import PwavenetError, Stopped, TrainingError
 from ..fileio import write_json
+from .checkpoints import agree, checkpoint_problem, latest_checkpoint, staged_checkpoint
 from .collective import Totals, mean_over_processes, validate
+from .lifecycle import StopSignals, check_processes, init_processes, peers_watched, stop_message
+from .optim import EMA, clip_threshold, lr_lambda
 
 if TYPE_CHECKING:
+    from .exports import ExportRecipe
     from .monitor import PitchMonitor
 
 logger = logging.getLogger(__name__)
@@ -51,7 +55,6 @@ __all__ = [
     "reset_accelerate",
 ]
 
-CHECKPOINT_RE = re.compile(r"^step-(\d{8})$")
 # Logged metrics equal on every process, left out of the mean over processes: the gradient norm
 # is that of the synchronised (already averaged) gradients, the learning rate a function of the
 # step.
@@ -64,10 +67,6 @@ def reset_accelerate() -> None:
     from accelerate.state import AcceleratorState
 
     AcceleratorState._reset_state(reset_partial_state=True)
-
-
-class TrainingError(PwavenetError):
-    """Training cannot go on (e.g. too many non-finite losses in a row)."""
 
 
 class Task(Protocol):
@@ -85,54 +84,6 @@ class Task(Protocol):
         ``index``-th of the validation set whatever the number of processes: per metric a
         ``(sum, weight)`` pair, added over batches and processes (see :func:`validate`)."""
         ...
-
-
-def lr_lambda(cfg: OptimConfig, max_steps: int) -> Callable[[int], float]:
-    """Multiplier of the base learning rate at each step: linear warm-up, then the schedule."""
-
-    def factor(step: int) -> float:
-        if cfg.warmup_steps and step < cfg.warmup_steps:
-            return (step + 1) / cfg.warmup_steps
-        if cfg.schedule == "constant":
-            return 1.0
-        span = max(max_steps - cfg.warmup_steps, 1)
-        progress = min(max(step - cfg.warmup_steps, 0) / span, 1.0)
-        if cfg.schedule == "cosine":
-            return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (
-                1 + math.cos(math.pi * progress)
-            )
-        return cfg.min_lr_ratio**progress  # exponential decay to min_lr_ratio
-
-    return factor
-
-
-class EMA:
-    """Polyak averaging of a model's floating-point parameters and buffers."""
-
-    def __init__(self, model: nn.Module, decay: float) -> None:
-        self.decay = decay
-        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        for k, v in model.state_dict().items():
-            if v.dtype.is_floating_point:
-                self.shadow[k].lerp_(v.detach(), 1.0 - self.decay)
-            else:
-                self.shadow[k].copy_(v)
-
-    def copy_to(self, model: nn.Module) -> nn.Module:
-        """A deep copy of ``model`` holding the averaged weights."""
-        out = copy.deepcopy(model)
-        out.load_state_dict(self.shadow)
-        return out
-
-
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest complete checkpoint of a run, or None."""
-    root = Path(run_dir) / "checkpoints"
-    found = sorted(p for p in root.glob("step-*") if CHECKPOINT_RE.match(p.name) and p.is_dir())
-    return found[-1] if found else None
 
 
 @dataclass
@@ -172,6 +123,7 @@ class Trainer:
         self.task, self.optim_cfg, self.train_cfg = task, optim, train
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        init_processes(cpu, train.collective_timeout)  # before accelerate creates it without
         trackers = "tensorboard" if _has_tensorboard() else None
         self.accelerator = Accelerator(
             cpu=cpu,
@@ -201,6 +153,8 @@ class Trainer:
         self.progress = _Progress()
         self.monitor = monitor if self.accelerator.is_main_process else None
         self.train_seconds = 0.0  # optimizer-step wall time in this process (the monitor's budget)
+        self.recipe: ExportRecipe | None = None  # with one, checkpoints refresh <run>/export
+        self.exported_step = -1  # the step <run>/export was last written at by this trainer
         if self.accelerator.is_main_process and trackers:
             self.accelerator.init_trackers("logs")
 
@@ -245,30 +199,42 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
 
     def save_checkpoint(self) -> Path:
-        """Write the full training state atomically and prune old checkpoints."""
+        """Write the full training state atomically, prune old checkpoints, and refresh
+        ``<run>/export`` when the trainer has an export recipe (every process calls this)."""
         acc = self.accelerator
-        root = self.run_dir / "checkpoints"
-        final = root / f"step-{self.progress.step:08d}"
-        tmp = root / f".tmp-{final.name}"
-        if acc.is_main_process and tmp.exists():
-            shutil.rmtree(tmp)
-        acc.wait_for_everyone()
-        acc.save_state(str(tmp), safe_serialization=True)
-        if acc.is_main_process:
-            write_json(tmp / "trainer.json", self.progress.__dict__)
-            if self.ema is not None:
-                save_file(
-                    {k: v.contiguous() for k, v in self.ema.shadow.items()},
-                    str(tmp / "ema.safetensors"),
-                )
-            if final.exists():
-                shutil.rmtree(final)
-            tmp.rename(final)
-            old = sorted(p for p in root.glob("step-*") if CHECKPOINT_RE.match(p.name))
-            for stale in old[: -self.train_cfg.keep_checkpoints]:
-                shutil.rmtree(stale)
-        acc.wait_for_everyone()
+        final = self.run_dir / "checkpoints" / f"step-{self.progress.step:08d}"
+        with staged_checkpoint(acc, final, self.train_cfg.keep_checkpoints) as tmp:
+            acc.save_state(str(tmp), safe_serialization=True)
+            if acc.is_main_process:
+                write_json(tmp / "trainer.json", self.progress.__dict__)
+                if self.ema is not None:
+                    save_file(
+                        {k: v.contiguous() for k, v in self.ema.shadow.items()},
+                        str(tmp / "ema.safetensors"),
+                    )
+                if self.recipe is not None:
+                    self.recipe.write_into(tmp)
+        if self.recipe is not None:
+            self.refresh_export()
         return final
+
+    def refresh_export(self) -> Path:
+        """Write ``<run>/export`` (:meth:`averaged_model`, at this step) from the main process,
+        atomically (every process calls this); a failed write leaves the previous export and
+        stops with a one-line :class:`TrainingError`."""
+        if self.recipe is None:
+            raise TrainingError(f"{self.run_dir}: this trainer has no export recipe")
+        path, cause = self.run_dir / "export", None
+        if self.accelerator.is_main_process:
+            try:
+                self.recipe.export(self.averaged_model(), path, self.progress.step)
+            except PwavenetError as exc:
+                cause = str(exc)
+        cause = agree(self.accelerator, cause)
+        if cause is not None:
+            raise TrainingError(f"{cause}; the previous export and the checkpoints are kept")
+        self.exported_step = self.progress.step
+        return path
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore a checkpoint written by :meth:`save_checkpoint`."""
@@ -276,6 +242,10 @@ class Trainer:
         meta = path / "trainer.json"
         if not meta.is_file():
             raise TrainingError(f"{path}: not a pwavenet training checkpoint (no trainer.json)")
+        problem = checkpoint_problem(path)
+        if problem is not None:
+            raise TrainingError(f"{path}: damaged checkpoint ({problem})")
+        check_processes(path, self.accelerator.num_processes)
         try:
             self.accelerator.load_state(str(path))
         except (RuntimeError, KeyError, ValueError) as exc:
@@ -295,32 +265,46 @@ class Trainer:
         until: int | None = None,
     ) -> dict[str, float]:
         """Train until ``max_steps`` (or stop early at step ``until``, after checkpointing);
-        returns the last logged metrics."""
+        returns the last logged metrics. SIGTERM or SIGINT stops every process at the next step
+        boundary after a checkpoint, raising :class:`Stopped`; a collective that fails because
+        another process died or hangs raises a one-line :class:`TrainingError`
+        (:mod:`pwavenet.train.lifecycle`)."""
         acc, cfg = self.accelerator, self.train_cfg
         batches = self._batches()
         last: dict[str, float] = {}
         stop = cfg.max_steps if until is None else min(until, cfg.max_steps)
         steps = range(self.progress.step, stop)
-        for _ in progress(steps) if progress else steps:
-            metrics, start = None, time.perf_counter()
-            while metrics is None:  # a skipped (non-finite) step is retried with new data
-                metrics = self._optimizer_step(batches)
-            spent = time.perf_counter() - start
-            self.train_seconds += spent
-            self.progress.train_seconds += spent
-            step = self.progress.step
-            if step % cfg.log_every == 0 or step == cfg.max_steps:  # the same on every process
-                last = mean_over_processes(acc, metrics, SAME_ON_EVERY_PROCESS)
-                self._log(last)
-            if self.valid_loader is not None and (
-                step % cfg.valid_every == 0 or step == cfg.max_steps
-            ):
-                valid = {**self.validate(), **self._monitor(last=step == cfg.max_steps)}
-                valid["valid/train_minutes"] = self.progress.train_seconds / 60
-                self._log(valid)
-                last = {**last, **valid}
-            if step % cfg.save_every == 0 or step in (cfg.max_steps, stop):
-                self.save_checkpoint()
+        with (
+            StopSignals(self.run_dir) as signals,
+            peers_watched(acc, self.run_dir, lambda: self.progress.step),
+        ):
+            for _ in progress(steps) if progress else steps:
+                metrics, start = None, time.perf_counter()
+                while metrics is None:  # a skipped (non-finite) step is retried with new data
+                    metrics = self._optimizer_step(batches)
+                spent = time.perf_counter() - start
+                self.train_seconds += spent
+                self.progress.train_seconds += spent
+                step = self.progress.step
+                if step % cfg.log_every == 0 or step == cfg.max_steps:  # the same everywhere
+                    last = mean_over_processes(acc, metrics, SAME_ON_EVERY_PROCESS)
+                    self._log(last)
+                if self.valid_loader is not None and (
+                    step % cfg.valid_every == 0 or step == cfg.max_steps
+                ):
+                    valid = {**self.validate(), **self._monitor(last=step == cfg.max_steps)}
+                    valid["valid/train_minutes"] = self.progress.train_seconds / 60
+                    self._log(valid)
+                    last = {**last, **valid}
+                saved = None
+                if step % cfg.save_every == 0 or step in (cfg.max_steps, stop):
+                    saved = self.save_checkpoint()
+                signum = signals.agreed(acc)  # collective: every process stops at this step
+                if signum and step < stop:
+                    saved = saved or self.save_checkpoint()
+                    acc.end_training()
+                    message = stop_message(signum, step, saved, acc)
+                    raise Stopped(message, 128 + signum)
         acc.end_training()
         return last
 
@@ -359,15 +343,22 @@ class Trainer:
             with acc.accumulate(self.model):
                 with acc.autocast():
                     loss, metrics = self.task.loss(self.model, batch)
-                finite = acc.reduce(torch.isfinite(loss.detach()).float().reshape(1), "min")
-                if finite.item() < 1:
+                # any process's non-finite loss skips the step everywhere (accelerate's reduce
+                # knows sum, mean and max, not min)
+                bad = acc.reduce((~torch.isfinite(loss.detach())).float().reshape(1), "max")
+                if bad.item() > 0:
                     self.optimizer.zero_grad(set_to_none=True)
-                    return self._skip(metrics)
+                    return self._skip("loss")
                 acc.backward(loss)
                 if acc.sync_gradients:
-                    limit = _clip_threshold(self.optim_cfg)
-                    norm = acc.clip_grad_norm_(self.model.parameters(), limit)
-                    sums["grad/norm"] = float(norm)
+                    limit = clip_threshold(self.optim_cfg)
+                    norm = float(acc.clip_grad_norm_(self.model.parameters(), limit))
+                    # A non-finite gradient would make every weight NaN: skip the step (under
+                    # fp16 the gradient scaler skips such steps itself and lowers its scale).
+                    if not math.isfinite(norm) and acc.scaler is None:
+                        self.optimizer.zero_grad(set_to_none=True)
+                        return self._skip("gradient")
+                    sums["grad/norm"] = norm
                     lr = self.optim_cfg.lr * self.lr_at(self.progress.step)
                     for group in self.optimizer.param_groups:
                         group["lr"] = lr
@@ -391,12 +382,18 @@ class Trainer:
         key = (cfg.seed * 1_000_003 + p.step) * 1009 + p.nonfinite_total
         torch.manual_seed((key * 64 + micro) * 4099 + self.accelerator.process_index)
 
-    def _skip(self, metrics: dict[str, float]) -> None:
+    def _skip(self, what: str) -> None:
+        """Count a skipped step (a non-finite ``what``: loss or gradient); stop after
+        ``train.max_nonfinite`` in a row, naming the last intact checkpoint."""
         p = self.progress
         p.nonfinite_in_row += 1
         p.nonfinite_total += 1
         logger.warning(
-            "non-finite loss at step %d (%d in a row): step skipped", p.step, p.nonfinite_in_row
+            "non-finite %s at step %d (%d in a row, %d in all): step skipped",
+            what,
+            p.step,
+            p.nonfinite_in_row,
+            p.nonfinite_total,
         )
         if p.nonfinite_in_row >= self.train_cfg.max_nonfinite:
             good = latest_checkpoint(self.run_dir)
@@ -404,15 +401,10 @@ class Trainer:
                 f"the last good checkpoint is {good}" if good else "no checkpoint was written yet"
             )
             raise TrainingError(
-                f"{self.run_dir}: {p.nonfinite_in_row} non-finite losses in a row at step "
-                f"{p.step}; stopping ({where})"
+                f"{self.run_dir}: {p.nonfinite_in_row} non-finite losses or gradients in a row "
+                f"at step {p.step}; stopping ({where})"
             )
         return None
-
-
-def _clip_threshold(cfg: OptimConfig) -> float:
-    """Clipping threshold; 0 disables clipping (an infinite threshold still reports the norm)."""
-    return cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
 
 
 def _has_tensorboard() -> bool:

@@ -197,6 +197,12 @@ fi
 if doing 3; then
   log "stage 3: distillation (${train[*]})"
   [ -f "$run/teacher/export/model.json" ] || die "$run/teacher/export: no teacher export; run stage 2 first"
+  # training refreshes the export at every checkpoint: refuse one from an unfinished stage 2
+  done_steps=$(grep -o '"steps": *[0-9]*' "$run/teacher/export/model.json" | grep -o '[0-9]*$' || true)
+  max_steps=$(grep -o 'max_steps: *[0-9]*' "$run/teacher/export/config.yaml" | grep -o '[0-9]*$' || true)
+  if [ -n "$done_steps" ] && [ -n "$max_steps" ] && [ "$done_steps" -lt "$max_steps" ]; then
+    die "$run/teacher/export: from step $done_steps of $max_steps (stage 2 did not finish); rerun stage 2 to finish it, or with teacher:train.max_steps=$done_steps to keep this teacher"
+  fi
   "${train[@]}" distill --config "$student_conf" --dump "$dump" --out "$run/student" \
     --teacher "$run/teacher/export" ${cpu[@]+"${cpu[@]}"} ${student_args[@]+"${student_args[@]}"}
 fi
