@@ -7,9 +7,10 @@ computed with its feature settings) or ``.npy`` mel arrays ``(n_mels, frames)`` 
 
 from __future__ import annotations
 
+import logging
 import time
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,10 @@ from .data.corpus import AUDIO_EXTENSIONS
 from .errors import AudioError, ConfigError, DataError
 from .features import Features
 from .fileio import write_json
+from .mels import mel_range_warning
 from .models.vocoder import Progress, Vocoder
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["SYNTHESIS_LOG", "Utterance", "collect_inputs", "load_inputs", "synthesize"]
 
@@ -72,10 +76,18 @@ def collect_inputs(items: Iterable[str | Path]) -> list[Path]:
 
 
 def load_inputs(
-    paths: list[Path], audio: AudioConfig, *, resample: bool = False
+    paths: list[Path],
+    audio: AudioConfig,
+    *,
+    resample: bool = False,
+    on_warning: Callable[[str], None] | None = None,
 ) -> list[Utterance]:
     """Mels of every input, checked against the model's feature settings. An audio file at
-    another sample rate is an error, or is resampled with ``resample``."""
+    another sample rate is an error, or is resampled with ``resample``. A ``.npy`` mel whose
+    values cannot be a natural-log magnitude mel (:func:`~pwavenet.mels.mel_range_warning`:
+    a log10, dB or normalised mel given as is) is kept, and its one-line warning goes to
+    ``on_warning`` (default: the log)."""
+    warn = on_warning or logger.warning
     mel_fn = None
     out = []
     for path in paths:
@@ -92,6 +104,8 @@ def load_inputs(
                 raise DataError(f"{path}: mel has no frames (shape {mel.shape})")
             if not np.isfinite(mel).all():
                 raise DataError(f"{path}: mel contains non-finite values")
+            if (line := mel_range_warning(mel[: audio.n_mels], audio, str(path))) is not None:
+                warn(line)
             out.append(Utterance(path.stem, torch.from_numpy(mel.astype(np.float32)), path))
             continue
         if not resample:

@@ -110,7 +110,7 @@ def make_messy_folder(root):
     write_audio(root / "rate44k.wav", tone(0.5, 44100), 44100)
     write_audio(root / "pcm24.wav", good, RATE, "PCM_24")
     write_audio(root / "float.wav", good, RATE, "FLOAT")
-    (root / "dangling.wav").symlink_to(root / "moved-away.wav")
+    (root / "vanished.wav").symlink_to(root / "moved-away.wav")  # a dangling link
     return root
 
 
@@ -121,7 +121,7 @@ SKIP_CAUSES = {
     "nan.wav": "non-finite",
     "silence.wav": "all silent",
     "short.wav": "shorter than one training segment",
-    "dangling.wav": "dangling symbolic link (to ",
+    "vanished.wav": "dangling symbolic link (to ",
 }
 CONVERTED = {"stereo.wav", "rate44k.wav", "pcm24.wav", "float.wav"}
 

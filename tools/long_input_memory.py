@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+PWAVENET = [sys.executable, "-m", "pwavenet"]  # this interpreter's, whatever PATH holds
 MEASURE = (
     "import resource, subprocess, sys; "
     "rc = subprocess.run(sys.argv[1:]).returncode; "
@@ -34,6 +35,8 @@ def peak_mib(args: list[str]) -> tuple[float, float]:
         [sys.executable, "-c", MEASURE, *args], capture_output=True, text=True, check=False
     )
     seconds = time.perf_counter() - began
+    if not done.stdout.strip():
+        raise RuntimeError(f"{' '.join(args)}: could not run: {done.stderr.strip()[-500:]}")
     rc, kib = done.stdout.strip().splitlines()[-1].split()
     if int(rc) != 0:
         raise RuntimeError(f"{' '.join(args)} exited {rc}: {done.stderr.strip()[-500:]}")
@@ -88,10 +91,10 @@ def measure(teacher: Path, student: Path, seconds: float, work: Path) -> list[di
     rows = []
     for kind, export in (("teacher", teacher), ("student", student)):
         out = work / kind
-        mib, took = peak_mib(["pwavenet", "synthesize", str(export), str(ref), "--out", str(out)])
+        mib, took = peak_mib([*PWAVENET, "synthesize", str(export), str(ref), "--out", str(out)])
         rows.append({"command": f"synthesize ({kind})", "peak RSS (MiB)": mib, "seconds": took})
     systems = [f"--system={k}={work / k}" for k in ("teacher", "student")]
-    args = ["pwavenet", "evaluate", str(ref), "--out", str(work / "eval"), *systems]
+    args = [*PWAVENET, "evaluate", str(ref), "--out", str(work / "eval"), *systems]
     mib, took = peak_mib([*args, "--features", str(teacher)])
     rows.append({"command": "evaluate (both, Griffin-Lim)", "peak RSS (MiB)": mib, "seconds": took})
     return rows

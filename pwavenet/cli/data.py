@@ -1,4 +1,4 @@
-"""Subcommands that make data: ``make-corpus`` and ``preprocess``."""
+"""Subcommands that make data: ``make-corpus``, ``preprocess`` and ``convert-mel``."""
 
 from __future__ import annotations
 
@@ -114,7 +114,99 @@ def _run_preprocess(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- convert-mel
+
+
+CONVERT_MEL_DESCRIPTION = (
+    "Convert .npy mels of another front end (HiFi-GAN, Tacotron 2, FastSpeech 2, "
+    "ESPnet, ...) to the mel contract of `pwavenet synthesize --help` at the target's "
+    "settings (--export or --config; default: the default config): undo a per-band "
+    "normalisation (x * std + mean, in the source's own scale), change the log scale "
+    "to natural log (log10: x ln 10; log2: x ln 2; db: 20 log10 of a magnitude mel, or "
+    "with --power 10 log10 of a power mel), turn a power mel into a magnitude one "
+    "(--power: ln M = (ln P + ln w_m) / 2, w_m the sum of band m's filter weights; exact "
+    "for a spectrum flat across each band, an upper bound otherwise), align centred "
+    "frames (--centered: 1 + T // hop frames; the last is dropped, leaving T // hop, "
+    "each half a hop earlier than pwavenet's), and clamp at ln(log_floor)."
+    "\n\n"
+    "What cannot be converted is refused in one line: another number of mel bands, a "
+    "pitch-informed target, or a sample rate, hop, fmin or fmax of the source (when "
+    "given) that differs from the target's. Every input is checked before anything is "
+    "written; outputs are OUT/<name>.npy, (n_mels, frames) float32, written atomically. "
+    "docs/mel.md compares the front ends and says which flags each needs."
+)
+
+
+def _add_convert_mel(sub: argparse._SubParsersAction) -> Handler:
+    p = sub.add_parser(
+        "convert-mel",
+        help="Convert a text-to-speech front end's .npy mels to pwavenet's convention.",
+        description=CONVERT_MEL_DESCRIPTION,
+    )
+    p.add_argument("inputs", nargs="+", help="Input .npy mels, folders of them, or @list.txt.")
+    p.add_argument("--out", type=Path, required=True, help="Folder for the converted mels.")
+    p.add_argument(
+        "--from",
+        dest="log",
+        choices=("natural", "log10", "log2", "db"),
+        required=True,
+        help="The log scale of the input values.",
+    )
+    p.add_argument(
+        "--mean", type=Path, help="Per-band mean (n_mels,) .npy the mels were normalised with."
+    )
+    p.add_argument(
+        "--std", type=Path, help="Per-band std (n_mels,) .npy the mels were normalised with."
+    )
+    p.add_argument("--power", action="store_true", help="The mel is of the power |X|^2.")
+    p.add_argument(
+        "--centered", action="store_true", help="Centred frames (center=True): drop the last."
+    )
+    p.add_argument(
+        "--frames-first",
+        action="store_true",
+        help="Inputs are stored (frames, n_mels), as ESPnet and FastSpeech 2 write them.",
+    )
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--export", type=Path, help="Target model's export folder.")
+    target.add_argument("--config", type=Path, help="Target YAML config.")
+    for flag, kind in (("--sample-rate", int), ("--hop-length", int)):
+        p.add_argument(
+            flag,
+            type=kind,
+            help=f"The source's {flag[2:].replace('-', ' ')}; refused if it differs.",
+        )
+    for flag in ("--fmin", "--fmax"):
+        p.add_argument(
+            flag, type=float, help=f"The source's {flag[2:]} in Hz; refused if it differs."
+        )
+    return _run_convert_mel
+
+
+def _run_convert_mel(args: argparse.Namespace) -> int:
+    from ..mels import MelSource, collect_mels, convert_files, load_stats, target_audio
+
+    source = MelSource(
+        log=args.log,
+        mean=load_stats(args.mean, "--mean"),
+        std=load_stats(args.std, "--std"),
+        power=args.power,
+        centered=args.centered,
+        frames_first=args.frames_first,
+        sample_rate=args.sample_rate,
+        hop_length=args.hop_length,
+        fmin=args.fmin,
+        fmax=args.fmax,
+    )
+    written = convert_files(
+        collect_mels(args.inputs), args.out, source, target_audio(args.export, args.config)
+    )
+    print(f"convert-mel: wrote {len(written)} mels ({args.log} -> natural log) to {args.out}")
+    return 0
+
+
 COMMANDS = (
     _add_make_corpus,
     _add_preprocess,
+    _add_convert_mel,
 )

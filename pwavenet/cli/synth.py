@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from .common import Handler, progress_bar
@@ -12,6 +13,9 @@ PROGRESS_UNIT = {"student": "chunk", "teacher": "sample"}
 
 
 def _add_synthesize(sub: argparse._SubParsersAction) -> Handler:
+    from ..config import AudioConfig
+    from ..mels import mel_contract
+
     p = sub.add_parser(
         "synthesize",
         aliases=["generate"],
@@ -22,8 +26,12 @@ def _add_synthesize(sub: argparse._SubParsersAction) -> Handler:
             "(n_mels, frames; n_mels + 2 with log-F0 and voicing rows for a model trained with "
             "audio.pitch); files, folders, or "
             "@list.txt. A student export synthesizes in one parallel pass (in chunks for long "
-            "inputs); a teacher export samples autoregressively with its cached generator."
+            "inputs); a teacher export samples autoregressively with its cached generator. A "
+            ".npy mel whose values cannot be a natural-log magnitude mel (a log10, dB or "
+            "normalised one) gets a warning on stderr and is synthesized as it is."
         ),
+        epilog=mel_contract(AudioConfig())
+        + " These are the defaults; a model's export records its own settings.",
     )
     p.add_argument("model_dir", type=Path, help="Export folder of the model (run/export).")
     p.add_argument("inputs", nargs="+", help="Input files, folders or @list.txt.")
@@ -71,7 +79,12 @@ def _run_synthesize(args: argparse.Namespace) -> int:
 
     kind = None if args.model == "auto" else args.model
     model = load_vocoder(args.model_dir, args.device, kind=kind)
-    utterances = load_inputs(collect_inputs(args.inputs), model.audio, resample=args.resample)
+    utterances = load_inputs(
+        collect_inputs(args.inputs),
+        model.audio,
+        resample=args.resample,
+        on_warning=lambda line: print(f"pwavenet: warning: {line}", file=sys.stderr),
+    )
     chunk = int(args.chunk_seconds * model.audio.sample_rate) or None
     rows = synthesize(
         model,
