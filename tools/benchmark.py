@@ -14,10 +14,12 @@ import argparse
 import contextlib
 import ctypes
 import gc
+import importlib.util
 import itertools
 import math
 import platform
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -314,6 +316,29 @@ def synth_rate(model: Student, batch: int, seconds: float, s: Settings, chunk=No
     return batch * frames * model.hop_length / took, mem.mib
 
 
+def onnx_rate(model: Student, s: Settings) -> float | str:
+    """Samples per second of the student's ONNX graph (``pwavenet export-onnx``: the
+    convolution layout) in onnxruntime on the CPU at batch 1, noise drawn by torch included as
+    in :func:`synth_rate`, with torch's thread count; "n/a" on CUDA or without onnxruntime."""
+    if s.device.type != "cpu" or importlib.util.find_spec("onnxruntime") is None:
+        return "n/a"
+    from pwavenet.models.onnx_export import export_onnx, onnx_session
+
+    frames = max(1, round(SYNTH_SECONDS * SAMPLE_RATE / model.hop_length))
+    g = torch.Generator().manual_seed(0)
+    mel = torch.randn(1, model.n_mels, frames, generator=g).numpy()
+    with tempfile.TemporaryDirectory() as tmp:
+        session = onnx_session(
+            export_onnx(model, Path(tmp) / "student.onnx"), torch.get_num_threads()
+        )
+
+    def run() -> object:
+        z = model.noise([frames * model.hop_length], g).numpy()
+        return session.run(None, {"mel": mel, "z": z})
+
+    return frames * model.hop_length / best_time(run, s.seconds, s.device)
+
+
 def distill_rate(
     student: Student,
     teacher: WaveNet,
@@ -364,6 +389,7 @@ def student_rows(s: Settings) -> list[dict[str, object]]:
         _, chunk_mib = synth_rate(
             model, 1, s.long_seconds, long, chunk=int(CHUNK_SECONDS * SAMPLE_RATE)
         )
+        onnx_one = onnx_rate(model, s)
         teacher_one, _ = cached_rate(teacher, 1, s)
         clips, length = STUDENTS[name]["train"]
         train = distill_rate(model, teacher, clips, length, s)
@@ -377,6 +403,7 @@ def student_rows(s: Settings) -> list[dict[str, object]]:
                 "B=1 (samples/s)": one,
                 f"RTF at {SAMPLE_RATE / 1000:g} kHz": SAMPLE_RATE / one,
                 "GFLOP/s (% of matmul peak)": f"{gflops:.0f} ({100 * gflops / peak:.0f} %)",
+                "ONNX Runtime B=1 (samples/s)": onnx_one,
                 "B=8 (samples/s, all 8)": eight,
                 f"{s.long_seconds:g} s peak (MiB)": whole_mib,
                 f"{s.long_seconds:g} s chunked peak (MiB)": chunk_mib,

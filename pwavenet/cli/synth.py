@@ -1,4 +1,5 @@
-"""``synthesize``: WAV files from mels or audio with a student or teacher export."""
+"""``synthesize``: WAV files from mels or audio with a student or teacher export; ``export-onnx``:
+a student export as an ONNX graph for other runtimes."""
 
 from __future__ import annotations
 
@@ -110,4 +111,30 @@ def _run_synthesize(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = (_add_synthesize,)
+def _add_export_onnx(sub: argparse._SubParsersAction) -> Handler:
+    p = sub.add_parser(
+        "export-onnx",
+        help="Write a student export as an ONNX graph (mel and base noise in, audio out).",
+        description=(
+            "Write a student export as an ONNX graph: inputs mel (B, n_mels [+ 2 pitch rows], F) "
+            "and the base noise z (B, F * hop), output audio (B, F * hop), batch and frames "
+            "dynamic; the convolution layout of training, traced by torch's exporter. Needs the "
+            "onnx extra (pip install 'pwavenet[onnx]'). Students with a sine excitation, speakers "
+            "or pre-emphasis are refused; so is anything but a student export, and nothing is "
+            "written then."
+        ),
+    )
+    p.add_argument("model_dir", type=Path, help="Export folder of the student (run/export).")
+    p.add_argument("out", type=Path, help="The .onnx file to write (replaced atomically).")
+    return _run_export_onnx
+
+
+def _run_export_onnx(args: argparse.Namespace) -> int:
+    from ..models.onnx_export import export_student_onnx
+
+    path = export_student_onnx(args.model_dir, args.out)
+    print(f"export-onnx: {args.model_dir} -> {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    return 0
+
+
+COMMANDS = (_add_synthesize, _add_export_onnx)
