@@ -148,7 +148,9 @@ class IAFFlow(nn.Module):
         src, dst = z.new_zeros(shape, dtype=dtype), z.new_zeros(shape, dtype=dtype)
         shifted = F.pad(z[:-1], (0, 0, 1, 0)).reshape(-1)  # step t sees z_<t
         w_in = self.input.weight.reshape(-1)
-        src[pad * batch :] = torch.outer(shifted, w_in) + self.input.bias
+        torch.addr(
+            self.input.bias.to(dtype), shifted.to(dtype), w_in.to(dtype), out=src[pad * batch :]
+        )
         cond = cond.to(dtype)
         rows = TIME_MAJOR_ROWS if z.device.type == "cpu" else TIME_MAJOR_ROWS_GPU
         for w in weights:
