@@ -9,6 +9,7 @@ import itertools
 
 import pytest
 import torch
+from test_teacher import tiny as teacher_tiny
 
 from pwavenet.models.fused import FusedSteps, choose_engine
 from pwavenet.models.teacher import WaveNet
@@ -19,20 +20,7 @@ DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def tiny(output: str = "mol", **kw) -> WaveNet:
-    torch.manual_seed(0)
-    args = dict(
-        n_mels=8,
-        layers=6,
-        cycles=2,
-        residual_channels=16,
-        gate_channels=32,
-        skip_channels=16,
-        output=output,
-        mixtures=3,
-        upsample_scales=[4, 4],
-    )
-    args.update(kw)
-    model = WaveNet(**args).eval()
+    model = teacher_tiny(output, **kw)
     with torch.no_grad():  # away from the initial state, where many weights are zero or equal
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))

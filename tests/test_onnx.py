@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from test_vocoder import ARGS, OVERRIDES
 
 from pwavenet import cli
 from pwavenet.config import load_config
@@ -18,36 +19,10 @@ from pwavenet.models.onnx_export import ONNX_FORMAT, export_onnx, onnx_session
 from pwavenet.models.student import Student
 from pwavenet.models.teacher import WaveNet
 
-OVERRIDES = [
-    "audio.sample_rate=8000",
-    "audio.n_fft=64",
-    "audio.hop_length=16",
-    "audio.win_length=64",
-    "audio.n_mels=4",
-    "audio.fmax=null",
-    "teacher.upsample_scales=[4, 4]",
-    "student.upsample_scales=[4, 4]",
-]
+# the tiny teacher and audio settings of tests/test_vocoder.py; a deeper student
 CFG = load_config(None, OVERRIDES)
-STUDENT = {
-    "n_mels": 4,
-    "flow_layers": [2, 3],
-    "layers_per_cycle": 2,
-    "residual_channels": 6,
-    "gate_channels": 8,
-    "upsample_scales": [4, 4],
-    "log_scale_init": -2.0,
-}
-TEACHER = {
-    "n_mels": 4,
-    "layers": 2,
-    "cycles": 1,
-    "residual_channels": 4,
-    "gate_channels": 8,
-    "skip_channels": 4,
-    "mixtures": 2,
-    "upsample_scales": [4, 4],
-}
+STUDENT = {**ARGS["student"], "flow_layers": [2, 3], "residual_channels": 6}
+TEACHER = ARGS["teacher"]
 
 
 def randomized(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

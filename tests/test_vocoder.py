@@ -20,20 +20,18 @@ from pwavenet.models.teacher import WaveNet
 from pwavenet.models.vocoder import Vocoder
 from pwavenet.synthesis import SYNTHESIS_LOG, Utterance, synthesize
 
-CFG = load_config(
-    None,
-    [
-        "audio.sample_rate=8000",
-        "audio.n_fft=64",
-        "audio.hop_length=16",
-        "audio.win_length=64",
-        "audio.n_mels=4",
-        "audio.fmax=null",
-        "data.segment_length=256",
-        "teacher.upsample_scales=[4, 4]",
-        "student.upsample_scales=[4, 4]",
-    ],
-)
+OVERRIDES = [
+    "audio.sample_rate=8000",
+    "audio.n_fft=64",
+    "audio.hop_length=16",
+    "audio.win_length=64",
+    "audio.n_mels=4",
+    "audio.fmax=null",
+    "data.segment_length=256",
+    "teacher.upsample_scales=[4, 4]",
+    "student.upsample_scales=[4, 4]",
+]
+CFG = load_config(None, OVERRIDES)
 ARGS = {
     "teacher": {
         "n_mels": 4,

@@ -81,21 +81,21 @@ class FusedSteps:
         batch, _, steps = features.shape
         self.steps, self.chunk = steps, max(1, min(chunk_steps, steps))
         dev, self.batch = features.device, batch
-        features = torch.empty(0, device=dev)  # what the buffers below are made like
+        like = torch.empty(0, device=dev)  # what the buffers below are made like
         self._weights(model, dev)
         layers, gate = len(model.blocks), model.gate_channels
         width = model.blocks[0].conv.in_channels
-        self.ring = features.new_zeros((layers, self.window, batch, width))
-        self.xs = features.new_zeros((layers + 1, batch, width))  # each block's input
-        self.a = features.new_zeros((layers, batch, gate))
-        self.gates = features.new_zeros((layers, batch, gate // 2 + 1))
+        self.ring = like.new_zeros((layers, self.window, batch, width))
+        self.xs = like.new_zeros((layers + 1, batch, width))  # each block's input
+        self.a = like.new_zeros((layers, batch, gate))
+        self.gates = like.new_zeros((layers, batch, gate // 2 + 1))
         self.gates[:, :, -1] = 1
-        self.conds = features.new_zeros((self.chunk, layers, batch, gate))
+        self.conds = like.new_zeros((self.chunk, layers, batch, gate))
         self.t = torch.zeros(1, dtype=torch.long, device=dev)
-        self.x = features.new_zeros(batch)
-        self.audio = features.new_zeros((steps, batch))
+        self.x = like.new_zeros(batch)
+        self.audio = like.new_zeros((steps, batch))
         out = model.output_head.channels
-        self.params = features.new_zeros((steps if keep_params else 1, batch, out))
+        self.params = like.new_zeros((steps if keep_params else 1, batch, out))
         self.keep_params = keep_params
         self.noise, self.forced = noise, forced
         self.sample = self._sampler(model, batch, dev)
