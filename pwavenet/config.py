@@ -95,7 +95,10 @@ class DataConfig:
     batch_size: int = 8  # segments per step per process
     num_workers: int = 0  # DataLoader worker processes
     valid_utterances: int = 5  # held out for validation (NLL during training)
-    test_utterances: int = 5  # held out for evaluation and synthesis
+    test_utterances: int = 5  # held out for evaluation and synthesis (unless test_list is given)
+    # A file of utterance ids that are the test set instead (e.g. a paper's or another toolkit's
+    # list; corpus.read_test_list); relative to the working directory; "" for a random split.
+    test_list: str = ""
     split_seed: int = 1234  # seed of the deterministic train/valid/test split
     silence_threshold: float = 1e-4  # files whose peak is below this are skipped as silent
 

@@ -312,7 +312,7 @@ def _synthesis(demo: _Demo) -> None:
 
 def _evaluation(demo: _Demo) -> None:
     """Both systems and Griffin-Lim against the references, and the report, into ``OUT/eval``."""
-    from .eval.evaluate import evaluate_systems
+    from .eval.evaluate import evaluate_systems, evaluation_measures
     from .eval.report import write_report
     from .models.export import load_student, load_teacher
 
@@ -327,6 +327,7 @@ def _evaluation(demo: _Demo) -> None:
         teacher=teacher,
         student=student,
         progress=demo.bar("evaluate", "utt"),
+        **evaluation_measures(),
     )
     write_report(
         result,

@@ -25,11 +25,19 @@ from .errors import AudioError, ConfigError, DataError
 from .features import Features
 from .fileio import write_json
 from .mels import mel_range_warning
+from .models.precision import precision_for
 from .models.vocoder import Progress, Vocoder
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SYNTHESIS_LOG", "Utterance", "collect_inputs", "load_inputs", "synthesize"]
+__all__ = [
+    "SYNTHESIS_LOG",
+    "Utterance",
+    "collect_inputs",
+    "load_inputs",
+    "synthesize",
+    "utterance_seed",
+]
 
 SYNTHESIS_LOG = "synthesis.json"
 SYNTHESIS_FORMAT = "pwavenet-synthesis/1"
@@ -146,6 +154,7 @@ def synthesize(
     speaker: str | int | None = None,
     progress: Progress | None = None,
     temperature: float = 1.0,
+    dtype: str = "auto",
 ) -> list[dict[str, float | str]]:
     """Synthesize every utterance with any :class:`~pwavenet.models.vocoder.Vocoder` (its
     ``audio`` settings set, as the export loader does) and write ``<out>/<id>.wav``. Each
@@ -153,7 +162,10 @@ def synthesize(
     output does not depend on the batching; ``chunk_samples`` and ``progress`` go to the
     model's ``synthesize``, and so does ``temperature`` (1: sample the model as trained).
     ``speaker``: a speaker name of the training corpus or an id, for a model conditioned on
-    speakers (:meth:`~pwavenet.models.vocoder.Vocoder.speaker_ids`).
+    speakers (:meth:`~pwavenet.models.vocoder.Vocoder.speaker_ids`). ``dtype`` (``auto``,
+    ``float32``, ``bfloat16``) picks the precision
+    (:func:`~pwavenet.models.precision.choose_precision`: ``auto`` is bf16 for a student where
+    the device has bf16 matrix units); the choice and its reason go to ``synthesis.json``.
 
     Returns per-utterance rows ``{"id", "samples", "seconds", "samples_per_s", "rtf"}``; speed
     is that of the batch the utterance was in (wall time of the model call, WAV writing
@@ -165,11 +177,13 @@ def synthesize(
     device = next(model.parameters()).device
     silence = silence_log_mel(audio_cfg.log_floor)
     one = model.speaker_ids(speaker, 1)  # checked before anything is written
+    precision = precision_for(dtype, model, device)
     options = {"chunk_samples": chunk_samples, "progress": progress, "temperature": temperature}
+    options |= {"dtype": precision.dtype}
     rows: list[dict[str, float | str]] = []
     for batch in _batches(utterances, batch_size):
         lengths = [u.mel.shape[-1] * audio_cfg.hop_length for u in batch]
-        gens = [torch.Generator().manual_seed(_seed_of(seed, u.id)) for u in batch]
+        gens = [torch.Generator().manual_seed(utterance_seed(seed, u.id)) for u in batch]
         mel = pad_mels([u.mel for u in batch], silence).to(device)
         _sync(device)
         start = time.perf_counter()
@@ -184,10 +198,8 @@ def synthesize(
             rows.append(_speed_row(u.id, n, sum(lengths), elapsed, audio_cfg.sample_rate))
     settings = {"batch_size": batch_size, "chunk_samples": chunk_samples, "speaker": speaker}
     record = {"format": SYNTHESIS_FORMAT, "model": model.kind, "device": str(device)}
-    write_json(
-        out_dir / SYNTHESIS_LOG,
-        {**record, **settings, "temperature": temperature, "utterances": rows},
-    )
+    record |= {"dtype": precision.name, "precision": precision.reason, "temperature": temperature}
+    write_json(out_dir / SYNTHESIS_LOG, {**record, **settings, "utterances": rows})
     return rows
 
 
@@ -201,7 +213,7 @@ def _audio_of(model: Vocoder) -> AudioConfig:
     return model.audio
 
 
-def _seed_of(seed: int, utterance_id: str) -> int:
+def utterance_seed(seed: int, utterance_id: str) -> int:
     """The seed of one utterance's generator: the run's ``seed`` and the utterance's id."""
     return seed * 100_003 + zlib.crc32(utterance_id.encode())
 

@@ -75,3 +75,26 @@ def test_benchmark_rejects_unknown_configurations(capsys):
     with pytest.raises(SystemExit):
         tool.main(["--configs", "huge"])
     assert "unknown configuration" in capsys.readouterr().err
+
+
+def test_benchmark_paths_table_has_every_path_of_both_models(capsys):
+    tool = load_tool()
+    assert tool.main(["--configs", "tiny", "--seconds", "0.01", "--tables", "paths"]) == 0
+    head, table = capsys.readouterr().out.split("\n\n### ")
+    assert "bf16" in head
+    rows = parse_table(table.removeprefix("Paths\n\n"))
+    paths = [(r["model"], r["path"]) for r in rows]
+    assert paths == [
+        ("student tiny", "float32"),
+        ("student tiny", "bfloat16 (flows)"),
+        ("student tiny", "streaming float32, 8-frame chunks"),
+        ("student tiny", "streaming bfloat16, 8-frame chunks"),
+        ("student tiny", "ONNX Runtime float32"),
+        ("teacher tiny", "float32 cached"),
+        ("teacher tiny", "bfloat16 cached"),
+    ]
+    measured = ["B=1 (samples/s)", "RTF at 22.05 kHz", "GFLOP/s", "% of float32 peak"]
+    for row in rows[:6]:
+        assert_positive(row, [*measured, "% of bf16 peak"])
+    assert "SNR vs float32" in rows[1]["note"] and "first audio after" in rows[2]["note"]
+    assert rows[6]["B=1 (samples/s)"] == "n/a" and "not offered" in rows[6]["note"]

@@ -154,6 +154,29 @@ def test_evaluate_command_writes_metrics_for_every_system(tmp_path, capsys):
     assert (tmp_path / "o" / "griffin-lim" / "u0.wav").is_file()
     assert "| quiet |" in (tmp_path / "o" / "metrics.md").read_text()
     assert "| same |" in capsys.readouterr().out
+    # Every utterance's metrics, each mean's interval, every pair's paired test.
+    assert set(data["utterances"]) == {"u0", "u1"}
+    assert set(data["utterances"]["u1"]) == {"same", "quiet", "griffin-lim"}
+    ci = data["ci95"]["quiet"]["loudness_db"]
+    assert ci["n"] == 2 and ci["low"] <= data["mean"]["quiet"]["loudness_db"] <= ci["high"]
+    assert data["ci95"]["same"]["voiced_recall"] == {"low": 1.0, "high": 1.0, "n": 2}  # constant
+    loudness = {(t["a"], t["b"]): t for t in data["pairs"]["loudness_db"]}
+    assert set(loudness) == {("same", "quiet"), ("same", "griffin-lim"), ("quiet", "griffin-lim")}
+    assert loudness[("same", "quiet")]["mean_diff"] < 0  # |same| - |quiet|: same is nearer 0 dB
+    assert data["stats"]["directions"]["loudness_db"] == "zero"
+    assert any("Only 2 utterances" in n for n in data["notes"])
+    # The standard measures of pwavenet[eval] (installed by CI through dev), on by default.
+    assert data["mean"]["same"]["pesq_wb"] > 4.5 and data["mean"]["same"]["stoi"] > 0.99
+    assert data["mean"]["same"]["mcd_world_db"] < data["mean"]["quiet"]["mcd_world_db"] + 1e-9
+    assert any(n.startswith("standard measures computed with pesq") for n in data["notes"])
+    assert 0 <= data["reference"]["tracker_agreement"]["vuv_agreement"] <= 1
+    assert {t["a"] for t in data["pairs"]["pesq_wb"]} >= {"same"}
+    report = (tmp_path / "o" / "report.html").read_text()
+    assert "PESQ (wb)" in report and "pitch trackers (YIN and WORLD) agree" in report
+    assert "Paired differences" in report and "Metrics per utterance" in report
+    from pwavenet.eval.report import check_report
+
+    assert check_report(tmp_path / "o") == []  # booleans and pitch nulls are fine
 
 
 @pytest.mark.parametrize(
@@ -275,3 +298,109 @@ def test_model_scores_are_pinned():
     assert kl == pytest.approx(0.1382555067539215, rel=1e-6)
     teacher, student, _ = tiny_models(output="gaussian", base="gaussian")
     assert student_kl_nats(student, teacher, wav) == pytest.approx(0.01676211506128311, rel=1e-6)
+
+
+def test_a_copy_of_a_system_never_differs_and_further_measures_join_every_table(tmp_path):
+    from pwavenet.eval.evaluate import evaluate_systems, load_metrics
+
+    refs = []
+    for i in range(4):
+        x = tone(140 + 30 * i, 0.3) + noise(0.3, amp=0.01, seed=i)
+        refs.append(_write(tmp_path / "ref" / f"u{i}.wav", x))
+        _write(tmp_path / "a" / f"u{i}.wav", x + noise(0.3, amp=0.02, seed=10 + i))
+        _write(tmp_path / "b" / f"u{i}.wav", 0.5 * x)
+
+    def peak_ratio(output, reference, audio):  # a further per-utterance measure
+        return {"peak_ratio": float(np.abs(output).max() / np.abs(reference).max())}
+
+    systems = {"a": tmp_path / "a", "a-again": tmp_path / "a", "b": tmp_path / "b"}
+    result = evaluate_systems(
+        refs,
+        systems,
+        AUDIO,
+        tmp_path / "o",
+        with_griffin_lim=False,
+        measures=(compare, peak_ratio),
+        notes=["a note from the measures"],
+        resamples=500,
+    )
+    for key, pairs in result["pairs"].items():
+        (same,) = [t for t in pairs if {t["a"], t["b"]} == {"a", "a-again"}]
+        assert not same["significant"] and same["p"] == 1.0 and same["mean_diff"] == 0.0, key
+    assert result["mean"]["b"]["peak_ratio"] == pytest.approx(0.5, abs=1e-3)
+    assert "peak_ratio" in result["ci95"]["a"] and "peak_ratio" not in result["pairs"]
+    assert result["notes"][0] == "a note from the measures"
+    again = load_metrics(tmp_path / "o" / "metrics.json")
+    assert again["pairs"]["mrstft"][0]["p_holm"] == result["pairs"]["mrstft"][0]["p_holm"]
+    assert "peak_ratio" in (tmp_path / "o" / "metrics.md").read_text()
+
+
+def test_mel_references_are_refused_in_one_line(tmp_path, capsys):
+    import json
+
+    from pwavenet import cli
+
+    _write(tmp_path / "ref" / "u0.wav", tone(150))
+    np.save(tmp_path / "ref" / "u1.npy", np.zeros((80, 10), np.float32))
+    _write(tmp_path / "sys" / "u0.wav", tone(150))
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / "model.json").write_text(
+        json.dumps({"format": "pwavenet-export/1", "audio": AUDIO.__dict__})
+    )
+    args = ["evaluate", str(tmp_path / "ref"), "--features", str(tmp_path / "f")]
+    rc = cli.main([*args, "--out", str(tmp_path / "o"), "--system", f"s={tmp_path / 'sys'}"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and len(err.splitlines()) == 1
+    assert "u1.npy: a mel, not audio" in err and "pwavenet synthesize" in err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("command", ["evaluate", "eval-teacher"])
+@pytest.mark.parametrize("device", ["nosuchdevice", "cuda:99"])
+def test_an_unavailable_device_is_a_one_line_error(tmp_path, capsys, command, device):
+    from pwavenet import cli
+
+    if command == "evaluate":
+        args = [
+            "evaluate",
+            str(tmp_path),
+            "--system",
+            f"s={tmp_path}",
+            "--out",
+            str(tmp_path / "o"),
+        ]
+        args += ["--teacher", str(tmp_path / "none")]
+    else:
+        args = ["eval-teacher", str(tmp_path / "none"), str(tmp_path / "dump")]
+    assert cli.main([*args, "--device", device]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"--device {device}: not available" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_model_scores_come_with_bootstrap_intervals(tmp_path):
+    from pwavenet.eval.evaluate import evaluate_systems
+
+    teacher, student, _ = tiny_models()
+    refs = []
+    for i in range(3):
+        refs.append(_write(tmp_path / "ref" / f"u{i}.wav", tone(150 + 40 * i, 0.1)))
+        _write(tmp_path / "s" / f"u{i}.wav", tone(150 + 40 * i, 0.1))
+    result = evaluate_systems(
+        refs,
+        {"s": tmp_path / "s"},
+        AUDIO,
+        tmp_path / "o",
+        with_griffin_lim=False,
+        teacher=teacher,
+        student=student,
+        kl_samples=2,
+        resamples=200,
+    )
+    for key in ("teacher_nll_bits", "student_kl_nats"):
+        scores, ci = result["models"][key], result["models_ci95"][key]
+        values = [scores[f"u{i}"] for i in range(3)]
+        assert set(scores) == {"mean", "u0", "u1", "u2"}  # every reference and the mean
+        assert scores["mean"] == pytest.approx(np.mean(values))
+        assert min(values) <= ci["low"] <= ci["high"] <= max(values) and ci["n"] == 3
+    assert result["pairs"] == {}  # one system: nothing to compare

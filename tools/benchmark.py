@@ -29,9 +29,13 @@ import numpy as np
 import torch
 
 from pwavenet.config import AudioConfig, DistillConfig
+from pwavenet.models.precision import bf16_units
 from pwavenet.models.student import Student
 from pwavenet.models.teacher import WaveNet
 from pwavenet.train.distill import DistillTask
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from stream_latency import stream_rows  # tools/stream_latency.py
 
 # Teacher sizes: the mel settings (80 mels, hop 256) are the same; ``train`` is the batch of a
 # training step, (clips, samples per clip).
@@ -78,6 +82,7 @@ STUDENTS: dict[str, dict] = {
 SAMPLE_RATE = 22050  # real-time factors are stated at this rate
 SYNTH_SECONDS = 2.0  # utterance length of the synthesis speed measurements
 CHUNK_SECONDS = 5.0  # chunk of the chunked long-utterance measurement (the CLI default)
+STREAM_FRAMES = 8  # mel frames per push of the streaming rows (tools/stream_latency.py: others)
 
 
 @dataclass
@@ -418,9 +423,100 @@ def student_rows(s: Settings) -> list[dict[str, object]]:
     return rows
 
 
+# --------------------------------------------------------------------------- the paths
+
+
+def matvec_us(s: Settings, rows: int, cols: int, dtype: torch.dtype) -> float:
+    """Microseconds of one ``(1, rows) @ (rows, cols)`` product in ``dtype``: numpy's for
+    float32 on the CPU (what the teacher's generation step uses), torch's otherwise."""
+    calls = 200
+    if s.device.type == "cpu" and dtype == torch.float32:
+        x, w = np.ones((1, rows), np.float32), np.ones((rows, cols), np.float32)
+        out = np.empty((1, cols), np.float32)
+        fn = lambda: [np.matmul(x, w, out=out) for _ in range(calls)]  # noqa: E731
+    else:
+        x = torch.ones(1, rows, device=s.device, dtype=dtype)
+        w = torch.ones(rows, cols, device=s.device, dtype=dtype)
+        fn = lambda: [x @ w for _ in range(calls)]  # noqa: E731
+    return best_time(fn, min(s.seconds, 1.0), s.device) / calls * 1e6
+
+
+def bf16_snr_db(model: Student, s: Settings) -> float:
+    """SNR (dB) of the student's bf16 output against its float32 output, same noise, on a
+    random mel of :data:`SYNTH_SECONDS`."""
+    frames = max(1, round(SYNTH_SECONDS * SAMPLE_RATE / model.hop_length))
+    g = torch.Generator().manual_seed(0)
+    mel = torch.randn(1, model.n_mels, frames, generator=g).to(s.device)
+    noise = model.noise([frames * model.hop_length], g, s.device)
+    full = model.synthesize(mel, noise=noise).double()
+    half = model.synthesize(mel, noise=noise, dtype=torch.bfloat16).double()
+    return 10 * math.log10(full.pow(2).sum().item() / (full - half).pow(2).sum().item())
+
+
+def path_rows(s: Settings) -> list[dict[str, object]]:
+    """One row per inference path of each configuration at batch 1: the student in float32,
+    bf16 and ONNX Runtime, and the teacher's cached generation (float32 only), with GFLOP/s
+    against both matrix-product peaks."""
+    peaks = {"float32": matmul_peak(s), "bfloat16": matmul_peak(s, torch.bfloat16)}
+    units = bf16_units(s.device) or "none: emulated"
+    rows = []
+
+    def row(model: str, path: str, rate: float | str, flops: int, note: str = "") -> None:
+        if isinstance(rate, str):
+            rows.append({"model": model, "path": path, "B=1 (samples/s)": rate, "note": note})
+            return
+        gflops = flops * rate / 1e9
+        rows.append(
+            {
+                "model": model,
+                "path": path,
+                "B=1 (samples/s)": rate,
+                f"RTF at {SAMPLE_RATE / 1000:g} kHz": SAMPLE_RATE / rate,
+                "GFLOP/s": gflops,
+                "% of float32 peak": 100 * gflops / peaks["float32"],
+                "% of bf16 peak": 100 * gflops / peaks["bfloat16"],
+                "note": note,
+            }
+        )
+
+    for name in s.configs:
+        torch.manual_seed(0)
+        student = Student(**COMMON, **STUDENTS[name]["model"]).to(s.device).eval()
+        with torch.no_grad():  # the output layers start at zero: give the flows some work
+            for flow in student.flows:
+                torch.nn.init.normal_(flow.out.weight, std=0.01)
+        flops, label = flops_per_sample(student), f"student {name}"
+        row(label, "float32", synth_rate(student, 1, SYNTH_SECONDS, s)[0], flops)
+        half = synth_rate(student, 1, SYNTH_SECONDS, s, dtype=torch.bfloat16)[0]
+        snr = f"bf16 units: {units}; SNR vs float32 {bf16_snr_db(student, s):.1f} dB"
+        row(label, "bfloat16 (flows)", half, flops, snr)
+        for dtype in (torch.float32, torch.bfloat16):
+            (stream,) = stream_rows(student, (STREAM_FRAMES,), SYNTH_SECONDS, 2, dtype)
+            path = f"streaming {str(dtype).removeprefix('torch.')}, {STREAM_FRAMES}-frame chunks"
+            first = f"first audio after {stream['first audio (ms)']:.0f} ms"
+            row(label, path, stream["samples/s"], flops, first)
+        row(label, "ONNX Runtime float32", onnx_rate(student, s), flops)
+        teacher = WaveNet(**COMMON, **TEACHERS[name]["model"]).to(s.device).eval()
+        flops, label = flops_per_sample(teacher), f"teacher {name}"
+        row(label, "float32 cached", cached_rate(teacher, 1, s, engine="step")[0], flops)
+        conv = teacher.blocks[0].conv
+        taps = conv.in_channels * conv.kernel_size[0]
+        dtypes = (torch.float32, torch.bfloat16)
+        f32, b16 = (matvec_us(s, taps, conv.out_channels, d) for d in dtypes)
+        why = (
+            f"not offered: one ({taps} x {conv.out_channels}) matrix-vector product takes "
+            f"{b16:.1f} us in torch bf16 against {f32:.1f} us in numpy float32"
+        )
+        row(label, "bfloat16 cached", "n/a", flops, why)
+        del student, teacher
+        gc.collect()
+    return rows
+
+
 BENCHMARKS: dict[str, Callable[[Settings], list[dict[str, object]]]] = {
     "teacher": teacher_rows,
     "student": student_rows,
+    "paths": path_rows,
 }
 
 
@@ -448,7 +544,9 @@ def header(s: Settings) -> str:
         f"Device: {device_name(s.device)} ({s.device.type}), {torch.get_num_threads()} torch "
         f"threads, float32, torch {torch.__version__}, numpy {np.__version__}. Best of repeated "
         f"runs within {s.seconds:g} s per measurement. Memory: {PeakMemory.describe(s.device)}. "
-        f"Matrix-product peak: {matmul_peak(s):.0f} GFLOP/s (2048 x 2048, float32)."
+        f"Matrix-product peak: {matmul_peak(s):.0f} GFLOP/s (2048 x 2048, float32), "
+        f"{matmul_peak(s, torch.bfloat16):.0f} GFLOP/s in bf16 (bf16 units: "
+        f"{bf16_units(s.device) or 'none, emulated'})."
     )
 
 

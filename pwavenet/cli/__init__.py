@@ -15,10 +15,17 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import PwavenetError, Stopped
-from . import data, demo, evaluate, synth, train
+from . import data, demo, evaluate, listen, synth, train
 from .common import EXIT_ERROR, EXIT_INTERRUPTED, OVERRIDE, Handler, HelpFormatter
 
-SUBCOMMANDS = (*data.COMMANDS, *train.COMMANDS, *synth.COMMANDS, *evaluate.COMMANDS, *demo.COMMANDS)
+SUBCOMMANDS = (
+    *data.COMMANDS,
+    *train.COMMANDS,
+    *synth.COMMANDS,
+    *evaluate.COMMANDS,
+    *listen.COMMANDS,
+    *demo.COMMANDS,
+)
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:

@@ -8,6 +8,10 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -83,3 +87,20 @@ def run_training(args: argparse.Namespace, name: str, train: Callable, overrides
     if main_process:
         print(f"{name}: {cfg.train.max_steps} steps done; export in {export}")
     return 0
+
+
+def resolve_device(name: str, option: str = "--device") -> torch.device:
+    """The torch device ``name`` (``cpu``, ``cuda``, ``cuda:1``, ...), checked by putting a
+    tensor on it: an unknown or unavailable device is a one-line :class:`ConfigError` naming
+    ``option``, raised before any model is loaded."""
+    import torch
+
+    from ..errors import ConfigError
+
+    try:
+        device = torch.device(name)
+        torch.zeros(1, device=device)
+    except (RuntimeError, AssertionError, ValueError) as exc:
+        cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"{option} {name}: not available on this machine ({cause})") from None
+    return device

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from .common import Handler, add_config_args, echo, progress_bar
@@ -77,12 +78,35 @@ def _add_preprocess(sub: argparse._SubParsersAction) -> Handler:
             "of audio files), convert what can be converted (channels, sample rate, sample "
             "format), skip unusable files with one line each, split it into train/valid/test, "
             "and write audio + log-mel features with a manifest into OUT."
+            "\n\n"
+            "With --mels DIR the log-mels are not computed but read from DIR/<id>.npy (an "
+            "acoustic model's ground-truth-aligned mels, to fine-tune the vocoder on them; <id> "
+            "is the utterance id: its metadata.csv name in an LJSpeech layout): float "
+            "(n_mels, frames) arrays of the mel contract (`pwavenet synthesize --help`; "
+            "`pwavenet convert-mel` converts other conventions), T // hop frames for T samples "
+            "give or take 2, the longer side cut to the shorter. Pitch rows (audio.pitch) still "
+            "come from the audio. A missing or unreadable file, other mel bands, non-finite "
+            "values, more frames apart, or values that cannot be a natural-log magnitude mel "
+            "are refused in one line naming the file, before anything is written. docs/mel.md "
+            "walks through fine-tuning."
         ),
     )
     p.add_argument("corpus", type=Path, help="Corpus folder.")
     p.add_argument("out", type=Path, help="Feature cache folder to write (e.g. dump/).")
     p.add_argument(
         "--strict", action="store_true", help="Stop with an error at the first unusable file."
+    )
+    p.add_argument(
+        "--mels",
+        type=Path,
+        metavar="DIR",
+        help="Folder of <id>.npy mels to cache instead of computing them from the audio.",
+    )
+    p.add_argument(
+        "--no-mel-range-check",
+        action="store_true",
+        help="With --mels: keep mels whose values cannot be a natural-log magnitude mel "
+        "(warn instead of refusing).",
     )
     add_config_args(p)
     return _run_preprocess
@@ -101,15 +125,24 @@ def _run_preprocess(args: argparse.Namespace) -> int:
         cfg.data,
         config=cfg,
         strict=args.strict,
+        mels=args.mels,
+        check_mel_range=not args.no_mel_range_check,
         progress=progress_bar("preprocess"),
         on_skip=lambda path, cause: echo(f"skipped {path}: {cause}"),
     )
+    if report.mel_warnings:
+        more = len(report.mel_warnings) - 1
+        tail = f" (and {more} more mels)" if more else ""
+        print(f"pwavenet: warning: {report.mel_warnings[0]}{tail}", file=sys.stderr)
     cache = FeatureCache(args.out)
     counts = " / ".join(f"{s} {len(cache.entries(s))}" for s in ("train", "valid", "test"))
+    mels = ""
+    if args.mels is not None:
+        mels = f"; mels from {args.mels} ({report.mel_aligned} cut to agree with their audio)"
     print(
         f"preprocess: kept {report.processed} files ({report.converted} converted, "
         f"{report.seconds:.1f} s of audio), skipped {len(report.skipped)}; "
-        f"split {counts}; wrote {args.out}"
+        f"split {counts}{mels}; wrote {args.out}"
     )
     return 0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import Handler, progress_bar
+from .common import Handler, progress_bar, resolve_device
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> Handler:
@@ -19,9 +19,15 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> Handler:
             "reference's mel with Griffin-Lim as the no-training baseline; with --teacher, score "
             "each reference by the teacher's NLL (bits/sample), and with --student by the "
             "student's KL to the teacher (nats/sample); read each system's synthesis speed from "
-            "the synthesis.json `pwavenet synthesize` leaves. Writes metrics.json, metrics.md, "
-            "report.html (audio players, mel figures, training curves of each --run), "
-            "figures/, audio/ and griffin-lim/ into --out and prints the table and a summary."
+            "the synthesis.json `pwavenet synthesize` leaves. Every mean comes with a bootstrap "
+            "95 % interval over the utterances, and every pair of systems is compared by a "
+            "paired bootstrap of the per-utterance differences (Holm-adjusted over the pairs of "
+            "each metric). Writes metrics.json (per-utterance values, means, intervals, pairs), "
+            "metrics.md, report.html (audio players, mel figures, training curves of each --run, "
+            "per-utterance and significance tables), figures/, audio/ and griffin-lim/ into "
+            "--out and prints the table and a summary.\n\n"
+            "References are audio files: a .npy mel (e.g. from a TTS model) has no waveform to "
+            "compare with and is refused; vocode such mels with `pwavenet synthesize`."
         ),
     )
     p.add_argument("references", nargs="+", help="Reference audio files, folders or @list.txt.")
@@ -54,18 +60,41 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> Handler:
         help="A training run folder whose log.jsonl curves go into the report; repeatable.",
     )
     p.add_argument(
-        "--kl-samples", type=int, default=16, help="Monte Carlo draws per step for the KL."
-    )
-    p.add_argument(
         "--report-utterances",
         type=int,
         default=8,
         help="Utterances with audio players and mel figures in report.html.",
     )
+    _add_scoring_options(p)
+    return _run_evaluate
+
+
+def _add_scoring_options(p: argparse.ArgumentParser) -> None:
+    """``evaluate``'s options for the baseline, the model scores and the statistics."""
     p.add_argument(
         "--no-griffin-lim", action="store_true", help="Leave out the Griffin-Lim baseline."
     )
-    return _run_evaluate
+    p.add_argument(
+        "--kl-samples", type=int, default=16, help="Monte Carlo draws per step for the KL."
+    )
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="Torch device of the model scores (teacher NLL, student KL), e.g. cpu or cuda.",
+    )
+    p.add_argument(
+        "--no-standard-measures",
+        action="store_true",
+        help="Leave out PESQ, STOI and the WORLD measures of pwavenet[eval] (each is otherwise "
+        "computed when its package is installed, and named in the report's notes when not).",
+    )
+    p.add_argument(
+        "--resamples",
+        type=int,
+        default=2000,
+        help="Bootstrap resamples of the intervals and paired tests (seeded: the same inputs "
+        "give the same numbers).",
+    )
 
 
 def _named_paths(items: list[str], option: str) -> dict[str, Path]:
@@ -85,7 +114,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from ..eval.report import summarize
 
     result, out = _evaluate(args)
-    print(metrics_table(result["mean"], result["reference"]), end="")
+    print(metrics_table(result["mean"], result["reference"], result["ci95"]), end="")
     for line in summarize(result):
         print(f"- {line}")
     print(f"evaluate: {len(result['utterances'])} utterances; report in {out}")
@@ -97,7 +126,7 @@ def _evaluate(args: argparse.Namespace) -> tuple[dict, Path]:
     from ..config import audio_mismatch
     from ..errors import ConfigError
     from ..eval.curves import read_log
-    from ..eval.evaluate import evaluate_systems
+    from ..eval.evaluate import evaluate_systems, evaluation_measures
     from ..eval.report import write_report
     from ..models.export import META, export_audio, load_student, load_teacher
     from ..synthesis import collect_inputs
@@ -106,11 +135,14 @@ def _evaluate(args: argparse.Namespace) -> tuple[dict, Path]:
     runs = _named_paths(args.run, "--run")
     for run in runs.values():
         read_log(run)  # a one-line error now rather than after the metrics
-    student = load_student(args.student) if args.student else None
+    if args.resamples < 1:
+        raise ConfigError(f"--resamples must be positive, got {args.resamples}")
+    device = resolve_device(args.device)
+    student = load_student(args.student, device) if args.student else None
     teacher_dir = args.teacher
     if student is not None and teacher_dir is None:
         teacher_dir = Path(student.teacher["path"] or "")
-    teacher = load_teacher(teacher_dir) if teacher_dir else None
+    teacher = load_teacher(teacher_dir, device) if teacher_dir else None
     features = args.features or args.teacher or args.student
     if features is None:
         raise ConfigError("give --features (or --teacher / --student) for the feature settings")
@@ -124,7 +156,7 @@ def _evaluate(args: argparse.Namespace) -> tuple[dict, Path]:
         diff = audio_mismatch(model.audio, audio) if model is not None else None
         if diff is not None:
             raise ConfigError(f"{path}: made with other feature settings than {features} ({diff})")
-    refs = [p for p in collect_inputs(args.references) if p.suffix != ".npy"]
+    refs = collect_inputs(args.references)  # a .npy mel among them: refused, one line
     result = evaluate_systems(
         refs,
         systems,
@@ -135,6 +167,8 @@ def _evaluate(args: argparse.Namespace) -> tuple[dict, Path]:
         student=student,
         kl_samples=args.kl_samples,
         progress=progress_bar("evaluate", "utt"),
+        resamples=args.resamples,
+        **evaluation_measures(standard=not args.no_standard_measures),
     )
     write_report(
         result, refs, systems, audio, args.out, runs=runs, max_utterances=args.report_utterances

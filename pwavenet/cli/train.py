@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import Handler, add_config_args, run_training
+from .common import Handler, add_config_args, resolve_device, run_training
 
 
 def _add_train_teacher(sub: argparse._SubParsersAction) -> Handler:
@@ -56,6 +56,7 @@ def _add_eval_teacher(sub: argparse._SubParsersAction) -> Handler:
         help="Which split to evaluate.",
     )
     p.add_argument("--json", type=Path, help="Also write the rows and the mean to this file.")
+    p.add_argument("--device", default="cpu", help="Torch device to score on, e.g. cpu or cuda.")
     return _run_eval_teacher
 
 
@@ -65,7 +66,7 @@ def _run_eval_teacher(args: argparse.Namespace) -> int:
     from ..models.export import load_teacher
     from ..train.teacher import evaluate_teacher, mean_bits
 
-    model = load_teacher(args.model)
+    model = load_teacher(args.model, resolve_device(args.device))
     rows = evaluate_teacher(model, FeatureCache(args.dump, model.audio), args.split)
     total = sum(r["samples"] for r in rows)
     mean = mean_bits(rows)

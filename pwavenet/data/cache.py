@@ -9,7 +9,11 @@ Layout of a feature cache (``pwavenet preprocess``)::
     <dump>/lists/<split>.txt      the source audio files of each split, one path per line
 
 The manifest's ``speakers`` is the corpus's ``{name: id}`` table (sorted names numbered from 0;
-empty for a speakerless corpus) and each utterance row then names its ``speaker``.
+empty for a speakerless corpus) and each utterance row then names its ``speaker``. Its ``mels``
+says where the log-mels came from: ``{"source": "computed"}`` (from the audio), or
+``{"source": "files", "dir": ..., "range_checked": ..., "frame_tolerance": ...}`` for a cache
+made with ``preprocess --mels DIR`` (:mod:`pwavenet.data.mel_files`), whose rows then name their
+``mel_file`` and what aligning it to the audio cut (``mel_aligned``, empty when nothing).
 
 Alignment contract: mel frame ``j`` belongs to audio samples ``[j * hop, (j + 1) * hop)``. A
 training segment of ``S`` samples (``S`` a multiple of ``hop``) starting at frame ``f`` is
@@ -59,6 +63,13 @@ class FeatureCache:
         """The corpus's ``{speaker name: id}`` table; empty for a speakerless corpus (and for
         caches made before speakers were recorded)."""
         return dict(self.manifest.get("speakers", {}))
+
+    @property
+    def mel_source(self) -> dict[str, Any]:
+        """Where the cache's log-mels came from (the manifest's ``mels``):
+        ``{"source": "computed"}`` (also for caches made before this was recorded), or
+        ``{"source": "files", "dir": ...}`` for mels given with ``preprocess --mels``."""
+        return dict(self.manifest.get("mels") or {"source": "computed"})
 
     def check_speakers(self, slots: int) -> None:
         """Refuse a model with ``slots`` speaker embeddings (``teacher.speakers``) that this

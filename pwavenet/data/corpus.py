@@ -1,4 +1,5 @@
-"""Corpus layouts: index the utterances of a corpus folder, with speakers, and split them.
+"""Corpus layouts: index the utterances of a corpus folder, with speakers, and split them (at
+random, or with a fixed test list: :func:`read_test_list`).
 
 Two layouts are read:
 
@@ -24,6 +25,8 @@ __all__ = [
     "AUDIO_EXTENSIONS",
     "SPLITS",
     "CorpusEntry",
+    "check_listed",
+    "read_test_list",
     "scan_corpus",
     "speaker_table",
     "split_ids",
@@ -136,19 +139,74 @@ def speaker_table(names: Iterable[str | None]) -> dict[str, int]:
     return {name: i for i, name in enumerate(sorted({n for n in names if n is not None}))}
 
 
-def split_ids(ids: Iterable[str], valid: int, test: int, seed: int) -> dict[str, str]:
+def split_ids(
+    ids: Iterable[str],
+    valid: int,
+    test: int,
+    seed: int,
+    test_ids: Iterable[str] | None = None,
+) -> dict[str, str]:
     """Deterministic split: sort, shuffle with ``seed``, take ``test`` then ``valid`` ids.
 
+    With ``test_ids`` (a fixed test list, :func:`read_test_list`; every one among ``ids``)
+    those are the test set, ``test`` is ignored, and ``valid`` ids are drawn from the others.
     Returns ``{id: "train" | "valid" | "test"}``. At least one utterance stays in train.
     """
     order = sorted(ids)
-    if len(order) < valid + test + 1:
+    fixed = None if test_ids is None else list(dict.fromkeys(test_ids))
+    if fixed is not None:
+        check_listed("test list", fixed, order, "not among the utterances")
+        taken = set(fixed)
+        order = [uid for uid in order if uid not in taken]
+        if len(order) < valid + 1:
+            raise DataError(
+                f"{len(order) + len(fixed)} usable utterances cannot give {valid} valid + "
+                f"{len(fixed)} listed test + at least 1 train (lower data.valid_utterances or "
+                f"shorten data.test_list)"
+            )
+        test = 0
+    elif len(order) < valid + test + 1:
         raise DataError(
             f"{len(order)} usable utterances cannot give {valid} valid + {test} test + "
             f"at least 1 train (lower data.valid_utterances / data.test_utterances)"
         )
     random.Random(seed).shuffle(order)
-    split = {uid: "test" for uid in order[:test]}
+    split = dict.fromkeys(sorted(fixed or ()), "test")
+    split.update({uid: "test" for uid in order[:test]})
     split.update({uid: "valid" for uid in order[test : test + valid]})
     split.update({uid: "train" for uid in order[test + valid :]})
     return split
+
+
+def read_test_list(path: str | Path, known: Iterable[str]) -> list[str]:
+    """The utterance ids of a test list file: one per line, ``#`` starts a comment, blank lines
+    are skipped. A line may also be a file path (``wavs/LJ001-0001.wav``: its name without the
+    suffix is the id) and may go on after ``|`` or whitespace (``id|text``, ``id path``), as in
+    the lists of other toolkits. An unreadable or empty list, or ids not among ``known`` (the
+    corpus's), is a one-line :class:`DataError` naming the file and the first missing ids."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: unreadable test list ({exc})") from None
+    ids: dict[str, None] = {}
+    for line in lines:
+        fields = line.split("#", 1)[0].split("|", 1)[0].split()
+        if fields:
+            item = fields[0]
+            is_path = "/" in item or Path(item).suffix.lower() in AUDIO_EXTENSIONS
+            ids[Path(item).stem if is_path else item] = None
+    if not ids:
+        raise DataError(f"{path}: no utterance ids in this test list")
+    check_listed(path, ids, known, "not in the corpus")
+    return list(ids)
+
+
+def check_listed(source: str | Path, listed: Iterable[str], known: Iterable[str], why: str) -> None:
+    """Refuse ids of a list (``source``, named in the message) that are not among ``known``:
+    one line with how many and the first five, in the list's order."""
+    have = set(known)
+    missing = [uid for uid in listed if uid not in have]
+    if missing:
+        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        raise DataError(f"{source}: {len(missing)} listed ids {why}: {shown}")

@@ -9,11 +9,17 @@ same sample rate, compared over their common length):
 - :func:`log_spectral_distance`: LSD in dB over STFT power spectra;
 - :func:`loudness_ratio_db`: ``20 log10(rms(x) / rms(y))`` (a whispering system is far below 0);
 - :func:`compare`: all of them and the pitch metrics of :mod:`pwavenet.eval.pitch`, as one dict.
+
+:func:`measure` runs a list of per-utterance measures (:data:`MEASURES`, by default
+:func:`compare` alone) and merges their dicts: a further measure is one more function
+``(output, reference, audio) -> dict[str, float]`` in that list, with its keys' labels in
+:data:`METRIC_COLUMNS` and which way is better in :data:`METRIC_DIRECTIONS`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,12 +28,18 @@ import torch
 from ..audio import LogMelSpectrogram
 from ..config import AudioConfig
 from ..train.losses import mrstft_loss
+from . import standard
 from .pitch import f0_track, pitch_metrics
 
 __all__ = [
+    "MEASURES",
+    "METRIC_COLUMNS",
+    "METRIC_DIRECTIONS",
+    "Measure",
     "compare",
     "log_spectral_distance",
     "loudness_ratio_db",
+    "measure",
     "mel_cepstral_distortion",
     "mrstft_distance",
 ]
@@ -111,3 +123,47 @@ def compare(x: Any, y: Any, audio: AudioConfig) -> dict[str, float]:
         "loudness_db": loudness_ratio_db(x, y),
         **pitch_metrics(f0_x, f0_y),
     }
+
+
+# A per-utterance measure: (output (T,), reference (T,), feature settings) -> {key: value}; NaN
+# where it does not apply to the utterance (e.g. F0 RMSE without voiced frames).
+Measure = Callable[[np.ndarray, np.ndarray, AudioConfig], dict[str, float]]
+MEASURES: tuple[Measure, ...] = (compare,)
+
+# The tables' labels of the metrics, in their order (a key missing here is shown by its name).
+METRIC_COLUMNS = {
+    "voiced_fraction": "voiced frames",
+    "mrstft": "MR-STFT",
+    "mcd_db": "MCD (dB)",
+    "lsd_db": "LSD (dB)",
+    "loudness_db": "loudness (dB)",
+    "f0_rmse_hz": "F0 RMSE (Hz)",
+    "vuv_error": "V/UV error",
+    "voiced_recall": "voiced recall",
+}
+# Which way each metric ranks systems (:data:`pwavenet.eval.stats.DIRECTIONS`): a metric listed
+# here gets paired tests between systems. The output's own voiced fraction ranks nothing (it is
+# read against the reference's); loudness is best at 0 dB from the reference.
+METRIC_DIRECTIONS = {
+    "mrstft": "lower",
+    "mcd_db": "lower",
+    "lsd_db": "lower",
+    "loudness_db": "zero",
+    "f0_rmse_hz": "lower",
+    "vuv_error": "lower",
+    "voiced_recall": "higher",
+}
+METRIC_COLUMNS |= standard.COLUMNS  # the optional standard measures (pwavenet[eval])
+METRIC_DIRECTIONS |= standard.DIRECTIONS
+
+
+def measure(
+    output: Any, reference: Any, audio: AudioConfig, measures: Sequence[Measure] = MEASURES
+) -> dict[str, float]:
+    """Every measure of ``output`` against ``reference`` (1-D, same rate), merged in order."""
+    x = np.asarray(output, dtype=np.float32).reshape(-1)
+    y = np.asarray(reference, dtype=np.float32).reshape(-1)
+    values: dict[str, float] = {}
+    for fn in measures:
+        values.update(fn(x, y, audio))
+    return values

@@ -21,6 +21,7 @@ import torch
 from ..audio import LogMelSpectrogram, read_audio
 from ..config import AudioConfig
 from ..fileio import atomic_path
+from .standard import COLUMNS as STANDARD_COLUMNS
 
 __all__ = ["LOUDNESS_TOLERANCE_DB", "PITCH_RECALL", "check_report", "summarize", "write_report"]
 
@@ -72,6 +73,38 @@ def _loudness_sentence(name: str, db: float) -> str:
     return f"{name}: {abs(db):.1f} dB {side} than the reference ({tolerance}){verdict}."
 
 
+def _significance_sentences(pairs: list[dict[str, Any]], confidence: float) -> list[str]:
+    """One sentence on which MR-STFT differences between systems are significant."""
+    if not pairs:
+        return []
+    said = []
+    for t in pairs:
+        p = f"p = {t['p_holm']:.3f}" if t["p_holm"] >= 0.001 else "p < 0.001"
+        if "better" in t:
+            worse = t["b"] if t["better"] == t["a"] else t["a"]
+            said.append(f"{t['better']} is closer than {worse} ({p})")
+        else:
+            said.append(f"{t['a']} and {t['b']} do not differ significantly ({p})")
+    n = max(t["n"] for t in pairs)
+    return [
+        f"On MR-STFT, by a paired bootstrap over {n} utterances (Holm-adjusted, "
+        f"{1 - confidence:.0%} level): " + "; ".join(said) + "."
+    ]
+
+
+def _tracker_sentences(agree: dict[str, float] | None) -> list[str]:
+    """How far the two pitch trackers agree on the references (nothing without WORLD's)."""
+    if not agree:
+        return []
+    return [
+        f"On the references the two pitch trackers (YIN and WORLD) agree on voicing in "
+        f"{agree['vuv_agreement']:.0%} of the frames; where both hear pitch, "
+        f"{agree['gross_error_rate']:.0%} of the frames differ by more than 20 % and the "
+        f"rest by {agree['fine_error_cents']:.0f} cents RMS: read the pitch figures with "
+        "that margin."
+    ]
+
+
 def summarize(result: dict[str, Any]) -> list[str]:
     """Sentences on what the evaluated systems achieved, computed from ``result`` (the dict
     :func:`~pwavenet.eval.evaluate.evaluate_systems` returns)."""
@@ -86,6 +119,8 @@ def summarize(result: dict[str, Any]) -> list[str]:
         lines.append(
             f"Closest to the reference's spectrum (MR-STFT distance, lower is better): {order}."
         )
+    confidence = result.get("stats", {}).get("confidence", 0.95)
+    lines += _significance_sentences(result.get("pairs", {}).get("mrstft", []), confidence)
     neural = [n for n in ranked if n != "griffin-lim"]
     if "griffin-lim" in mean and neural:
         gl = mean["griffin-lim"]["mrstft"]
@@ -106,6 +141,7 @@ def summarize(result: dict[str, Any]) -> list[str]:
     for name in mean:
         lines.append(_pitch_sentence(name, mean[name], ref_voiced))
         lines.append(_loudness_sentence(name, mean[name]["loudness_db"]))
+    lines += _tracker_sentences(result.get("reference", {}).get("tracker_agreement"))
     models = result.get("models", {})
     if "teacher_nll_bits" in models:
         nll = models["teacher_nll_bits"]["mean"]
@@ -214,6 +250,7 @@ def write_report(
         )
     parts.append("<h2>Utterances</h2>")
     parts += [_utterance_html(ref, sources, audio, out_dir) for ref in references[:max_utterances]]
+    parts.append(LISTEN_NOTE)
     page = (
         "<!doctype html><html><head><meta charset=utf-8>"
         f"<title>{html.escape(title)}</title><style>"
@@ -228,23 +265,42 @@ def write_report(
 
 
 def _numbers_html(result: dict[str, Any]) -> list[str]:
-    """The report's tables: mean metrics (the reference's own row first), the model scores of
-    the references and the synthesis speed, where the result has them."""
-    from .evaluate import METRIC_COLUMNS
+    """The report's tables: mean metrics with their bootstrap intervals (the reference's own
+    row first), the paired differences between systems, the notes, the model scores of the
+    references, the synthesis speed, and the per-utterance metrics, where the result has them."""
+    from .tables import html_table, mean_rows, significance_rows, utterance_rows
 
-    parts = ["<h2>Metrics (mean over utterances)</h2>"]
-    reference = {"reference": {k: result["reference"].get(k, math.nan) for k in METRIC_COLUMNS}}
-    parts.append(_table_html({**reference, **result["mean"]}, METRIC_COLUMNS))
+    parts = ["<h2>Metrics (mean [95 % interval] over utterances)</h2>"]
+    parts.append(html_table(mean_rows(result["mean"], result["reference"], result.get("ci95"))))
+    if result.get("pairs"):
+        parts.append(
+            "<h2>Paired differences</h2><p>Each pair of systems compared on the same utterances "
+            "(paired bootstrap of the per-utterance differences; p-values Holm-Bonferroni "
+            "adjusted over the pairs of each metric).</p>"
+        )
+        parts.append(html_table(significance_rows(result["pairs"])))
+    if result.get("notes"):
+        parts.append("<h2>Notes</h2><ul>")
+        parts += [f"<li>{html.escape(n)}</li>" for n in result["notes"]]
+        parts.append("</ul>")
     models = result.get("models", {})
     if models:
         parts.append("<h2>Model scores of the references</h2><ul>")
         for key, values in models.items():
             label = _MODEL_SCORES.get(key, key)
-            parts.append(f"<li>{html.escape(label)}: {_fmt(values['mean'], '.4f')}</li>")
+            ci = result.get("models_ci95", {}).get(key)
+            interval = f" [{_fmt(ci['low'], '.4f')}, {_fmt(ci['high'], '.4f')}]" if ci else ""
+            parts.append(f"<li>{html.escape(label)}: {_fmt(values['mean'], '.4f')}{interval}</li>")
         parts.append("</ul>")
     if result.get("speed"):
         cols = {"samples_per_s": "samples/s", "rtf": "real-time factor", "seconds": "audio (s)"}
         parts.append("<h2>Synthesis speed</h2>" + _table_html(result["speed"], cols))
+    if result.get("utterances"):
+        parts.append(
+            "<details><summary><b>Metrics per utterance</b> (the main ones; metrics.json holds "
+            "every metric)</summary>" + html_table(utterance_rows(result["utterances"]))
+        )
+        parts.append("</details>")
     return parts
 
 
@@ -275,9 +331,19 @@ def _utterance_html(ref: Path, sources: dict[str, Path], audio: AudioConfig, out
     )
 
 
+LISTEN_NOTE = (
+    "<h2>Listen blind</h2><p>The players above name the systems. For a blind MUSHRA-style test, "
+    "<code>pwavenet listen</code> on this folder writes <code>listen.html</code> (hidden "
+    "labels, sliders, ratings saved as JSON) and <code>pwavenet listen-score</code> turns the "
+    "ratings into means with 95 % intervals (docs/listening.md).</p>"
+)
+
 # --------------------------------------------------------------------------- checking
 
-_NULLABLE = {"f0_rmse_hz", "voiced_recall"}  # n/a when there are no (shared) voiced frames
+# n/a when there are no (shared) voiced frames: the metric itself, and its intervals and pairs;
+# the standard measures where they cannot score a pair (the report's notes say why) and the
+# trackers' agreement on references where they never both hear pitch
+_NULLABLE = {"f0_rmse_hz", "voiced_recall", *STANDARD_COLUMNS, "tracker_agreement"}
 _PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -287,8 +353,9 @@ def _bad_numbers(value: Any, path: str) -> list[str]:
     if isinstance(value, list):
         return [p for i, v in enumerate(value) for p in _bad_numbers(v, f"{path}[{i}]")]
     if value is None:
-        return [] if path.rsplit(".", 1)[-1] in _NULLABLE else [f"{path} is null"]
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        segments = {part.split("[")[0] for part in path.split(".")}
+        return [] if segments & _NULLABLE else [f"{path} is null"]
+    if not isinstance(value, int | float | str):  # bool is an int: a test's significance
         return [f"{path} is {value!r}"]
     if isinstance(value, float) and not math.isfinite(value):
         return [f"{path} is {value}"]

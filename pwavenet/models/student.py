@@ -18,6 +18,7 @@ returns, besides the sample, the per-step ``mu_tot`` and ``log s_tot`` of the co
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterable
 from typing import NamedTuple
@@ -365,6 +366,9 @@ class Student(Vocoder, kind="student"):
             noise = self.noise(draws, request.generator, mel.device, steps=steps)
         if request.temperature != 1.0:
             noise = noise * self.temperature_profile(mel, request.temperature)
+        precision = contextlib.nullcontext()
+        if request.dtype != torch.float32:  # the flows' products in bf16, see transform_inference
+            precision = torch.autocast(mel.device.type, dtype=request.dtype)
         chunk = request.chunk_samples or steps
         chunk = max(1, min(chunk, steps))
         audio = noise.new_zeros(batch, steps)
@@ -373,7 +377,8 @@ class Student(Vocoder, kind="student"):
             end = min(steps, start + chunk)
             first = max(0, start - self.lookback)
             cond = features_window(self, mel, request.speaker, first, end)
-            part = self.transform_inference(noise[:, first:end], cond)
+            with precision:
+                part = self.transform_inference(noise[:, first:end], cond)
             audio[:, start:end] = part[:, start - first :]
         if lengths is not None:
             for b, n in enumerate(lengths):

@@ -374,6 +374,8 @@ class WaveNet(Vocoder, kind="teacher"):
         The teacher draws its own per-step noise from ``generator``: ``noise`` is refused."""
         if request.noise is not None:
             raise ValueError("the teacher draws its noise step by step: pass generator, not noise")
+        if request.dtype != torch.float32:
+            raise ValueError(f"the teacher generates in float32 only, not {request.dtype}")
         audio, _ = self.generate(
             mel,
             lengths=request.lengths,

@@ -100,6 +100,7 @@ class Vocoder(nn.Module, ABC):
         progress: Progress | None = None,
         noise: torch.Tensor | None = None,
         temperature: float = 1.0,
+        dtype: torch.dtype = torch.float32,
     ) -> torch.Tensor:
         """Audio ``(B, F * hop)`` for ``mel: (B, n_mels, F)``, no gradient.
 
@@ -115,11 +116,14 @@ class Vocoder(nn.Module, ABC):
         Gaussian variate, the student's base noise) in voiced frames, or everywhere for a model
         without the voicing row (:meth:`temperature_profile`): below 1 it sharpens voiced
         sounds, FFTNet's conditional sampling and LPCNet's pitch-dependent temperature.
+        ``dtype`` ``torch.bfloat16`` runs the student's flows' matrix products in bf16 (the
+        sample and the scales stay float32; :func:`~pwavenet.models.precision.choose_precision`
+        says when it pays); the teacher is float32 only.
         """
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
         request = SynthesisRequest(
-            lengths, speaker, generator, chunk_samples, progress, noise, temperature
+            lengths, speaker, generator, chunk_samples, progress, noise, temperature, dtype
         )
         audio = self._synthesize(mel, request)
         coef = self.audio.preemphasis if self.audio is not None else 0.0
@@ -155,3 +159,4 @@ class SynthesisRequest:
     progress: Progress | None = None
     noise: torch.Tensor | None = None
     temperature: float = 1.0
+    dtype: torch.dtype = torch.float32  # of the matrix products (the student's bf16 path)

@@ -125,6 +125,10 @@ def fit_and_export(
 
 def _speaker_record(dump_dir: str | Path) -> dict[str, Any]:
     """``{"speakers": {name: id}}`` of a corpus with speakers (what ``synthesize --speaker NAME``
-    resolves names with), else nothing."""
-    speakers = FeatureCache(dump_dir).speakers
-    return {"speakers": speakers} if speakers else {}
+    resolves names with), and ``{"mels": {...}}`` when its mels came from files
+    (``preprocess --mels``); else nothing."""
+    cache = FeatureCache(dump_dir)
+    record: dict[str, Any] = {"speakers": cache.speakers} if cache.speakers else {}
+    if cache.mel_source["source"] != "computed":
+        record["mels"] = cache.mel_source
+    return record

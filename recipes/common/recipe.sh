@@ -224,9 +224,9 @@ if doing 4; then
 fi
 
 if doing 5; then
-  log "stage 5: evaluation"
+  log "stage 5: evaluation on $device"
   "$pwavenet" evaluate "@$dump/lists/test.txt" --features "$run/teacher/export" \
-    --teacher "$run/teacher/export" --student "$run/student/export" \
+    --teacher "$run/teacher/export" --student "$run/student/export" --device "$device" \
     --system teacher="$run/teacher/samples" --system student="$run/student/samples" \
     --run teacher="$run/teacher" --run student="$run/student" --out "$run/eval"
   echo "stage 5: $run/eval/report.html"
