@@ -51,7 +51,9 @@ def test_auto_picks_bf16_for_the_student_only_where_the_cpu_has_bf16_units(flags
 def test_auto_keeps_float32_for_a_student_too_small_for_bf16_to_pay(flags):
     flags("avx512_bf16")
     paper = Student(n_mels=80, flow_layers=(10, 10, 10, 30), residual_channels=64)
-    small = Student(n_mels=80, flow_layers=(6, 6, 6), layers_per_cycle=6, residual_channels=32)
+    small = Student(
+        n_mels=80, flow_layers=(6, 6, 6), layers_per_cycle=6, residual_channels=16, gate_channels=32
+    )
     assert flows_mflop(paper) == pytest.approx(4.67, abs=0.01)  # the benchmark's figure
     assert precision_for("auto", paper, "cpu").dtype == torch.bfloat16
     chosen = precision_for("auto", small, "cpu")

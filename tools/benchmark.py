@@ -304,17 +304,25 @@ def matmul_peak(s: Settings, dtype: torch.dtype = torch.float32) -> float:
     return 2 * 2048**3 / best_time(lambda: a @ a, min(s.seconds, 2.0), s.device) / 1e9
 
 
-def synth_rate(model: Student, batch: int, seconds: float, s: Settings, chunk=None, dtype=None):
+def synth_rate(
+    model: Student,
+    batch: int,
+    seconds: float,
+    s: Settings,
+    chunk: int | None = None,
+    dtype: torch.dtype = torch.float32,
+):
     """Samples per second (all utterances) of :meth:`Student.synthesize` on ``batch``
-    utterances of ``seconds`` each, noise included, and the peak memory in MiB; ``dtype`` bf16
-    autocasts the flows (the composition stays float32)."""
+    utterances of ``seconds`` each, noise included, and the peak memory in MiB; ``dtype`` is
+    that of the flows' matrix products (``synthesize(dtype=)``: the upsampler and the
+    composition stay float32, as ``pwavenet synthesize --dtype`` runs them)."""
     frames = max(1, round(seconds * SAMPLE_RATE / model.hop_length))
     g = torch.Generator().manual_seed(0)
     mel = torch.randn(batch, model.n_mels, frames, generator=g).to(s.device)
 
     def run() -> object:
-        with torch.inference_mode(), autocast(s, dtype):
-            return model.synthesize(mel, generator=g, chunk_samples=chunk)
+        with torch.inference_mode():
+            return model.synthesize(mel, generator=g, chunk_samples=chunk, dtype=dtype)
 
     with PeakMemory(s.device) as mem:
         took = best_time(run, s.seconds, s.device)

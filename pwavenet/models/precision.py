@@ -8,8 +8,8 @@ bf16 matrix units; elsewhere the products are emulated and slower than float32. 
 therefore picks bf16 for the student only where such units exist (on the CPU: AMX-BF16 or
 AVX512-BF16 in the CPU flags) and the flows do enough matrix work per sample for the halved
 bytes to pay for the casts and the bf16 element-wise work (:data:`BF16_MIN_MFLOP`; measured in
-docs/serving.md: the paper's student, 4.7 MFLOP per sample, runs 1.2x faster in bf16 on an
-AVX512-BF16 CPU, a 1.4 MFLOP one 0.7x), and float32 everywhere else (on CUDA too, until bf16
+docs/serving.md: the paper's student, 4.7 MFLOP per sample, runs 1.57x faster in bf16 on an
+AVX512-BF16 CPU, a 0.28 MFLOP one 0.75x), and float32 everywhere else (on CUDA too, until bf16
 there is measured: ask for it with ``bfloat16``). The teacher's cached generation is float32
 only: at batch 1 it is a chain of matrix-vector products, and torch's bf16 matrix-vector
 product at these sizes is slower on the CPU than numpy's float32 one (measured in
@@ -41,7 +41,7 @@ __all__ = [
 DTYPES = ("auto", "float32", "bfloat16")
 """The values of ``--dtype``."""
 
-BF16_MIN_MFLOP = 3.0
+BF16_MIN_MFLOP = 0.4
 """The flows' matrix work per sample (MFLOP) from which ``auto`` picks bf16 on a CPU with bf16
 units: below it the measured bf16 path was slower (docs/serving.md, "Precision")."""
 
