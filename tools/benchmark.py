@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from pwavenet.config import AudioConfig, DistillConfig
-from pwavenet.models.precision import bf16_units
+from pwavenet.models.precision import bf16_units, flows_mflop
 from pwavenet.models.student import Student
 from pwavenet.models.teacher import WaveNet
 from pwavenet.train.distill import DistillTask
@@ -290,12 +290,8 @@ def teacher_rows(s: Settings) -> list[dict[str, object]]:
 
 def flops_per_sample(model: torch.nn.Module) -> int:
     """Multiply-adds x 2 per output sample of every 1-D convolution in ``model``'s flows
-    (the mel upsampler and elementwise work are not counted)."""
-    return sum(
-        2 * m.in_channels * m.out_channels * m.kernel_size[0]
-        for m in model.modules()
-        if isinstance(m, torch.nn.Conv1d)
-    )
+    (the mel upsampler and elementwise work are not counted): :func:`flows_mflop`."""
+    return round(1e6 * flows_mflop(model))
 
 
 def matmul_peak(s: Settings, dtype: torch.dtype = torch.float32) -> float:
@@ -449,6 +445,12 @@ def matvec_us(s: Settings, rows: int, cols: int, dtype: torch.dtype) -> float:
     return best_time(fn, min(s.seconds, 1.0), s.device) / calls * 1e6
 
 
+def snr_db(reference: torch.Tensor, other: torch.Tensor) -> float:
+    """SNR of ``other`` against ``reference`` in dB (in float64; inf when they are equal)."""
+    error = (reference.double() - other.double()).pow(2).sum().item()
+    return math.inf if error == 0 else 10 * math.log10(reference.double().pow(2).sum() / error)
+
+
 def bf16_snr_db(model: Student, s: Settings) -> float:
     """SNR (dB) of the student's bf16 output against its float32 output, same noise, on a
     random mel of :data:`SYNTH_SECONDS`."""
@@ -456,9 +458,8 @@ def bf16_snr_db(model: Student, s: Settings) -> float:
     g = torch.Generator().manual_seed(0)
     mel = torch.randn(1, model.n_mels, frames, generator=g).to(s.device)
     noise = model.noise([frames * model.hop_length], g, s.device)
-    full = model.synthesize(mel, noise=noise).double()
-    half = model.synthesize(mel, noise=noise, dtype=torch.bfloat16).double()
-    return 10 * math.log10(full.pow(2).sum().item() / (full - half).pow(2).sum().item())
+    full = model.synthesize(mel, noise=noise)
+    return snr_db(full, model.synthesize(mel, noise=noise, dtype=torch.bfloat16))
 
 
 def path_rows(s: Settings) -> list[dict[str, object]]:

@@ -12,7 +12,6 @@ Example: ``python tools/precision_check.py RUN/student/export EVAL/references/*.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from collections.abc import Sequence
@@ -28,13 +27,7 @@ from pwavenet.models.precision import bf16_units
 from pwavenet.synthesis import load_inputs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmark import device_name
-
-
-def snr_db(reference: torch.Tensor, other: torch.Tensor) -> float:
-    """SNR of ``other`` against ``reference`` in dB."""
-    error = (reference - other).double().pow(2).sum().item()
-    return math.inf if error == 0 else 10 * math.log10(reference.double().pow(2).sum() / error)
+from benchmark import device_name, markdown, snr_db
 
 
 def timed(fn):
@@ -75,14 +68,6 @@ def rows(export: Path, references: list[Path], threads: int) -> list[dict[str, o
     keys = [k for k in out[0] if k != "utterance"]
     out.append({"utterance": "mean", **{k: float(np.mean([r[k] for r in out])) for k in keys}})
     return out
-
-
-def markdown(table: list[dict[str, object]]) -> str:
-    cols = list(table[0])
-    cell = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(cell(r[c]) for c in cols) + " |" for r in table]
-    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

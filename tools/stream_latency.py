@@ -174,17 +174,10 @@ def process_rows(
 
 
 def table(rows: list[dict]) -> str:
-    """Rows as a Markdown table (the union of their columns, in order of appearance)."""
-    columns = list(dict.fromkeys(c for r in rows for c in r))
+    """Rows as a Markdown table (tools/benchmark.py's ``markdown``)."""
+    import benchmark  # imported here: tools/benchmark.py imports this module
 
-    def cell(v: object) -> str:
-        if isinstance(v, float):
-            return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}" if abs(v) < 10 else f"{v:.1f}"
-        return str(v)
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(r.get(c, "")) for c in columns) + " |" for r in rows]
-    return "\n".join(lines)
+    return benchmark.markdown(rows)
 
 
 def header(dtype: torch.dtype, seconds: float) -> str:

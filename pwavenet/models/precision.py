@@ -18,7 +18,6 @@ docs/serving.md).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 from dataclasses import dataclass
@@ -60,12 +59,6 @@ class Precision:
     def name(self) -> str:
         """``"float32"`` or ``"bfloat16"``."""
         return str(self.dtype).removeprefix("torch.")
-
-    def autocast(self, device: torch.device | str) -> contextlib.AbstractContextManager:
-        """The context the model's call runs in: a bf16 autocast, or nothing for float32."""
-        if self.dtype == torch.float32:
-            return contextlib.nullcontext()
-        return torch.autocast(torch.device(device).type, dtype=self.dtype)
 
 
 def bf16_units(device: torch.device | str = "cpu") -> str | None:

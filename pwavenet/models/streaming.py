@@ -29,8 +29,15 @@ import weakref
 import numpy as np
 import torch
 
-from .block import ResidualBlock, stream_scales
-from .student import TIME_MAJOR_ROWS, TIME_MAJOR_ROWS_GPU, IAFFlow, Student, autocast_dtype
+from .block import ResidualBlock
+from .student import (
+    TIME_MAJOR_ROWS,
+    TIME_MAJOR_ROWS_GPU,
+    IAFFlow,
+    Student,
+    TimeMajorFlow,
+    autocast_dtype,
+)
 
 __all__ = ["FlowState", "StudentStream", "flow_weights"]
 
@@ -114,31 +121,16 @@ class FlowState:
 _WEIGHTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def flow_weights(flow: IAFFlow, dtype: torch.dtype) -> tuple:
-    """``(blocks, w_in, b_in, w_out, b_out)``: the weights of :meth:`FlowState.params` in
-    ``dtype``, those of :meth:`IAFFlow.params_time_major` (the blocks'
-    :meth:`~pwavenet.models.block.ResidualBlock.time_major` with their conditioning
-    projections, the input and output layers, the stream scale folded into the output)."""
+def flow_weights(flow: IAFFlow, dtype: torch.dtype) -> TimeMajorFlow:
+    """:meth:`IAFFlow.time_major_weights` (those of :meth:`IAFFlow.params_time_major`) in
+    ``dtype``, kept for the next stream until the flow's parameters change."""
     params = list(flow.parameters())
     versions = tuple(-1 if p.is_inference() else p._version for p in params)
     versions += (params[0].device,)
     cache = _WEIGHTS.setdefault(flow, {})
     if dtype in cache and cache[dtype][0] == versions:
         return cache[dtype][1]
-    with torch.no_grad():
-        scales = stream_scales(flow.blocks)
-        blocks = [
-            block.time_major(proj, scale).to(dtype)
-            for block, proj, scale in zip(flow.blocks, flow.cond, scales, strict=False)
-        ]
-        w_out = flow.out.weight.detach()[:, :, 0].t() * scales[-1]
-        weights = (
-            blocks,
-            flow.input.weight.detach().reshape(-1).to(dtype),
-            flow.input.bias.detach().to(dtype),
-            w_out.to(dtype).contiguous(),
-            flow.out.bias.detach().to(dtype),
-        )
+    weights = flow.time_major_weights(dtype)
     cache[dtype] = (versions, weights)
     return weights
 

@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .arrays import step_array_like, to_array, zeros
-from .block import ResidualBlock, stream_scales
+from .block import ResidualBlock, TimeMajorWeights, stream_scales
 from .conditioning import (
     Upsampler,
     extend_last_frame,
@@ -48,6 +48,16 @@ __all__ = ["IAFFlow", "Student", "StudentSample", "log_scale_for_step_size"]
 # tens of kernel launches per block rather than thousands.
 TIME_MAJOR_ROWS = 4096
 TIME_MAJOR_ROWS_GPU = 1 << 18
+
+
+class TimeMajorFlow(NamedTuple):
+    """A flow's weights for time-major inference (:meth:`IAFFlow.time_major_weights`)."""
+
+    blocks: list[TimeMajorWeights]
+    w_in: torch.Tensor  # (R,): the input layer (kernel 1, one channel)
+    b_in: torch.Tensor  # (R,)
+    w_out: torch.Tensor  # (R, 2): to (mu, log_s), the stream's last scale folded in
+    b_out: torch.Tensor  # (2,)
 
 
 class StudentSample(NamedTuple):
@@ -128,6 +138,25 @@ class IAFFlow(nn.Module):
         return z, -log_s.sum(-1)
 
     @torch.no_grad()
+    def time_major_weights(self, dtype: torch.dtype) -> TimeMajorFlow:
+        """The weights of :meth:`params_time_major` in ``dtype``: every block's
+        :meth:`~pwavenet.models.block.ResidualBlock.time_major` with its conditioning
+        projection, the input layer, and the output layer with the stream's last scale folded
+        in."""
+        scales = stream_scales(self.blocks)
+        w_out = self.out.weight.detach()[:, :, 0].t() * scales[-1]
+        return TimeMajorFlow(
+            [
+                block.time_major(proj, scale).to(dtype)
+                for block, proj, scale in zip(self.blocks, self.cond, scales, strict=False)
+            ],
+            self.input.weight.detach().reshape(-1).to(dtype),
+            self.input.bias.detach().to(dtype),
+            w_out.to(dtype).contiguous(),
+            self.out.bias.detach().to(dtype),
+        )
+
+    @torch.no_grad()
     def params_time_major(
         self, z: torch.Tensor, cond: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -139,26 +168,18 @@ class IAFFlow(nn.Module):
         ``mu`` and ``log_s`` come back in ``z``'s dtype (float32)."""
         steps, batch = z.shape
         dtype = autocast_dtype(z)
-        scales = stream_scales(self.blocks)
-        weights = [
-            block.time_major(proj, scale).to(dtype)
-            for block, proj, scale in zip(self.blocks, self.cond, scales, strict=False)
-        ]
-        pad = max(max(w.offsets) for w in weights)
+        blocks, w_in, b_in, w_out, b_out = self.time_major_weights(dtype)
+        pad = max(max(w.offsets) for w in blocks)
         shape = ((pad + steps) * batch, self.input.out_channels)
         src, dst = z.new_zeros(shape, dtype=dtype), z.new_zeros(shape, dtype=dtype)
         shifted = F.pad(z[:-1], (0, 0, 1, 0)).reshape(-1)  # step t sees z_<t
-        w_in = self.input.weight.reshape(-1)
-        torch.addr(
-            self.input.bias.to(dtype), shifted.to(dtype), w_in.to(dtype), out=src[pad * batch :]
-        )
+        torch.addr(b_in, shifted.to(dtype), w_in, out=src[pad * batch :])
         cond = cond.to(dtype)
         rows = TIME_MAJOR_ROWS if z.device.type == "cpu" else TIME_MAJOR_ROWS_GPU
-        for w in weights:
+        for w in blocks:
             ResidualBlock.forward_time_major(w, src, dst, cond, pad, batch, rows)
             src, dst = dst, src
-        w_out = (self.out.weight[:, :, 0].t() * scales[-1]).to(dtype)
-        out = torch.addmm(self.out.bias.to(dtype), src[pad * batch :], w_out).to(z.dtype)
+        out = torch.addmm(b_out, src[pad * batch :], w_out).to(z.dtype)
         mu, log_s = out.view(steps, batch, 2).unbind(2)
         return mu, log_s.clamp(self.log_scale_min, self.log_scale_max)
 
