@@ -28,6 +28,7 @@ from .fileio import atomic_path
 __all__ = [
     "LOG_BASES",
     "MelSource",
+    "check_mel_rows",
     "collect_mels",
     "convert_files",
     "convert_mel",
@@ -85,6 +86,18 @@ def mel_upper_bound(audio: AudioConfig) -> float:
     fb = mel_filterbank(audio.sample_rate, audio.n_fft, audio.n_mels, audio.fmin, audio.fmax)
     window_sum = audio.win_length / 2  # a periodic Hann window of N samples sums to N / 2
     return math.log(window_sum * float(fb.numpy().sum(axis=1).max()))
+
+
+def check_mel_rows(mel: np.ndarray, audio: AudioConfig, where: str) -> None:
+    """Refuse, in one line naming ``where``, a mel input that is not ``(feature rows, frames)``
+    for ``audio`` (the mel bands, then log-F0 and voicing for a pitch-informed model) or that
+    holds non-finite values: what synthesis, streamed or not, takes."""
+    rows = audio.feature_channels
+    if mel.ndim != 2 or mel.shape[0] != rows:
+        what = f": {audio.n_mels} mel bands + log-F0 + voicing" if audio.pitch else ""
+        raise DataError(f"{where}: mel must be ({rows}, frames){what}, got {mel.shape}")
+    if not np.isfinite(mel).all():
+        raise DataError(f"{where}: mel contains non-finite values")
 
 
 def mel_range_warning(mel: np.ndarray, audio: AudioConfig, where: str = "mel") -> str | None:

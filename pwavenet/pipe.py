@@ -25,7 +25,7 @@ import soundfile as sf
 from .config import AudioConfig
 from .errors import DataError
 from .fileio import atomic_path
-from .mels import mel_range_warning
+from .mels import check_mel_rows, mel_range_warning
 
 __all__ = ["audio_sink", "mel_chunks", "pcm16", "read_arrays"]
 
@@ -93,13 +93,9 @@ def mel_chunks(
     into ``chunk_frames`` frames (the last piece of an array may be shorter). Checks each
     array's rows and values; the first array whose values cannot be a natural-log mel gets one
     warning (:func:`~pwavenet.mels.mel_range_warning`)."""
-    rows, warned = audio.feature_channels, False
+    warned = False
     for where, mel in arrays:
-        if mel.ndim != 2 or mel.shape[0] != rows:
-            what = f": {audio.n_mels} mel bands + log-F0 + voicing" if audio.pitch else ""
-            raise DataError(f"{where}: mel must be ({rows}, frames){what}, got {mel.shape}")
-        if not np.isfinite(mel).all():
-            raise DataError(f"{where}: mel contains non-finite values")
+        check_mel_rows(mel, audio, where)
         if not warned and mel.shape[1] and on_warning is not None:
             line = mel_range_warning(mel[: audio.n_mels], audio, where)
             if line is not None:

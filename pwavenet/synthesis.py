@@ -24,7 +24,7 @@ from .data.corpus import AUDIO_EXTENSIONS
 from .errors import AudioError, ConfigError, DataError
 from .features import Features
 from .fileio import write_json
-from .mels import mel_range_warning
+from .mels import check_mel_rows, mel_range_warning
 from .models.precision import precision_for
 from .models.vocoder import Progress, Vocoder
 
@@ -104,14 +104,9 @@ def load_inputs(
                 mel = np.load(path, allow_pickle=False)
             except (OSError, ValueError) as exc:
                 raise DataError(f"{path}: unreadable mel array ({exc})") from None
-            rows = audio.feature_channels
-            if mel.ndim != 2 or mel.shape[0] != rows:
-                what = f": {audio.n_mels} mel bands + log-F0 + voicing" if audio.pitch else ""
-                raise DataError(f"{path}: mel must be ({rows}, frames){what}, got {mel.shape}")
+            check_mel_rows(mel, audio, str(path))
             if mel.shape[1] == 0:
                 raise DataError(f"{path}: mel has no frames (shape {mel.shape})")
-            if not np.isfinite(mel).all():
-                raise DataError(f"{path}: mel contains non-finite values")
             if (line := mel_range_warning(mel[: audio.n_mels], audio, str(path))) is not None:
                 warn(line)
             out.append(Utterance(path.stem, torch.from_numpy(mel.astype(np.float32)), path))
